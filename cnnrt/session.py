@@ -1,0 +1,261 @@
+"""Session: load once (parse, optimize, pack weights), plan per input shape (cached), run in C without the GIL."""
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from . import _core
+from .errors import ModelError
+from .ir import Graph
+from .onnx_import import import_model, load_model
+from .passes import optimize
+from .planner import PlanInfo, Prepared, build_plan
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """Name, shape (ints, or strings/None for dimensions that may change) and dtype of a model input or output."""
+    name: str
+    shape: Tuple
+    dtype: np.dtype
+
+    @property
+    def type(self):  # onnxruntime's NodeArg spelling
+        return "tensor(float)" if self.dtype == np.float32 else f"tensor({self.dtype})"
+
+
+def _default_threads():
+    return max(1, _core.num_cpus())
+
+
+class Session:
+    """A loaded, optimized model.
+
+    Session(model, num_threads=None, isa=None, optimize=True, memory_limit=None)
+      model: path, bytes or onnx.ModelProto. num_threads: threads this session's runs use (default: the CPU count).
+      isa: force a kernel path ("scalar", "avx2", "neon"); default: the best one (or CNNRT_ISA).
+      memory_limit: refuse (ModelError) a plan whose arena would exceed this many bytes.
+
+    run() may be called from many threads: runs on one session are serialized (each session owns one arena and one
+    thread pool); use several sessions for concurrent runs."""
+
+    def __init__(self, model, num_threads: Optional[int] = None, *, isa: Optional[str] = None,
+                 optimize_graph: bool = True, memory_limit: Optional[int] = None):
+        if num_threads is not None and (not isinstance(num_threads, (int, np.integer)) or num_threads < 0):
+            raise ValueError(f"num_threads must be a non-negative integer, got {num_threads!r}")
+        self._model_source = model if isinstance(model, (bytes, bytearray)) else None
+        proto = load_model(model)
+        self._model_bytes_len = proto.ByteSize()
+        graph = import_model(proto)
+        self.nodes_before = len(graph.nodes)
+        if optimize_graph:
+            optimize(graph)
+        self._graph: Graph = graph
+        self.metadata: Dict[str, str] = dict(graph.metadata)
+        self.producer = f"{proto.producer_name} {proto.producer_version}".strip()
+        self.opset = graph.opset
+        self.num_threads = int(num_threads) if num_threads else _default_threads()
+        isa_id = _core.isa_from_name(isa)
+        self._prep = Prepared(isa=isa_id if isa_id >= 0 else _core.isa_from_name(_core.cpu_info()["isa"]))
+        self.isa = _core.ISA_NAMES[self._prep.isa]
+        self.memory_limit = memory_limit
+        self._pool = _core.ThreadPool(self.num_threads)
+        self._plans: Dict[tuple, PlanInfo] = {}
+        self._arena = None
+        self._lock = threading.Lock()
+        self.inputs: List[TensorInfo] = [TensorInfo(v.name, tuple(v.shape) if v.shape is not None else (), v.dtype)
+                                         for v in graph.inputs]
+        self.outputs: List[TensorInfo] = [TensorInfo(v.name, tuple(v.shape) if v.shape is not None else (), v.dtype)
+                                          for v in graph.outputs]
+        for vi in graph.inputs:
+            if vi.dtype != np.float32:
+                raise ModelError(f"input {vi.name!r} has dtype {vi.dtype}; cnnrt runs float32 models")
+        # plan the default shape now so weights are packed and peak memory is known before the first run
+        default = self._default_shapes()
+        if default is not None:
+            self._get_plan(default)
+
+    # ---- shapes and plans ------------------------------------------------------------------------------------
+    def _default_shapes(self):
+        shapes = {}
+        for vi in self.inputs:
+            dims = []
+            for k, d in enumerate(vi.shape):
+                if isinstance(d, int) and d > 0:
+                    dims.append(d)
+                elif k == 0:
+                    dims.append(1)  # a symbolic leading dimension is the batch: plan batch 1
+                else:
+                    return None
+            shapes[vi.name] = tuple(dims)
+        return shapes
+
+    def _get_plan(self, shapes: Dict[str, tuple]) -> PlanInfo:
+        key = tuple(shapes[vi.name] for vi in self.inputs)
+        info = self._plans.get(key)
+        if info is None:
+            info = build_plan(self._graph, self._prep, shapes, self.num_threads)
+            if self.memory_limit is not None and info.peak_bytes > self.memory_limit:
+                raise ModelError(f"planned memory {info.peak_bytes} bytes for input shapes {key} exceeds the limit "
+                                 f"of {self.memory_limit} bytes")
+            self._plans[key] = info
+            need = info.peak_bytes + 64
+            if self._arena is None or self._arena.nbytes < need:
+                self._arena = _core.Arena(need)
+        return info
+
+    def plan_info(self, shapes: Optional[Dict[str, tuple]] = None) -> PlanInfo:
+        """The plan (nodes, algorithms, FLOPs, memory) for the given input shapes (default: batch 1)."""
+        shapes = shapes or self._default_shapes()
+        if shapes is None:
+            raise ValueError("the model has symbolic input dimensions: give the input shapes")
+        with self._lock:
+            return self._get_plan({k: tuple(v) for k, v in shapes.items()})
+
+    @property
+    def peak_memory_bytes(self) -> int:
+        """Bytes of the arena (intermediate tensors + workspace) planned so far: the largest of all planned shapes."""
+        return self._arena.nbytes if self._arena is not None else 0
+
+    @property
+    def weight_bytes(self) -> int:
+        return self._prep.weight_bytes
+
+    def optimized_graph_summary(self):
+        """Nodes of the optimized graph: name, op and what was fused into each."""
+        return self._graph.summary()
+
+    # ---- running ---------------------------------------------------------------------------------------------
+    def _check_feed(self, feed) -> Dict[str, np.ndarray]:
+        if isinstance(feed, np.ndarray) or not hasattr(feed, "keys"):
+            if len(self.inputs) != 1:
+                names = [i.name for i in self.inputs]
+                raise ValueError(f"the model has {len(names)} inputs {names}: pass a dict of name -> array")
+            feed = {self.inputs[0].name: feed}
+        known = {vi.name: vi for vi in self.inputs}
+        for name in feed:
+            if name not in known:
+                raise ValueError(f"unknown input {name!r}; the model's inputs are {list(known)}")
+        arrays = {}
+        for vi in self.inputs:
+            if vi.name not in feed:
+                raise ValueError(f"missing input {vi.name!r} (expected shape {_fmt_shape(vi.shape)}, float32)")
+            a = feed[vi.name]
+            if not isinstance(a, np.ndarray):
+                a = np.asarray(a)
+            if a.dtype != np.float32:
+                raise TypeError(f"input {vi.name!r}: expected dtype float32, got {a.dtype}")
+            if len(a.shape) != len(vi.shape):
+                raise ValueError(f"input {vi.name!r}: expected shape {_fmt_shape(vi.shape)} (rank {len(vi.shape)}), "
+                                 f"got {tuple(a.shape)} (rank {a.ndim})")
+            for k, (want, got) in enumerate(zip(vi.shape, a.shape)):
+                if isinstance(want, int) and want > 0 and want != got:
+                    raise ValueError(f"input {vi.name!r}: expected shape {_fmt_shape(vi.shape)}, got "
+                                     f"{tuple(a.shape)} (dimension {k} must be {want})")
+            if a.size == 0:
+                raise ValueError(f"input {vi.name!r}: empty array of shape {tuple(a.shape)}")
+            arrays[vi.name] = np.ascontiguousarray(a)
+        return arrays
+
+    def run(self, feed, output_names: Optional[Sequence[str]] = None, *, profile: bool = False):
+        """Run the model. feed: an array (single-input models) or a dict name -> float32 array.
+        Returns the list of outputs (all, or those named), as new numpy arrays."""
+        arrays = self._check_feed(feed)
+        shapes = {k: tuple(v.shape) for k, v in arrays.items()}
+        with self._lock:
+            try:
+                info = self._get_plan(shapes)
+            except ModelError as e:
+                raise ValueError(f"the model cannot run on input shapes {shapes}: {e}") from None
+            outs = [np.empty(s, np.float32) for s in info.output_shapes]
+            for k, v in info.const_outputs.items():
+                outs[k] = np.array(v, dtype=v.dtype, copy=True)
+            times = info.plan.execute(self._arena, [arrays[n] for n in info.input_order], outs, self._pool, profile)
+        self.last_profile = times
+        if output_names is None:
+            return outs
+        names = info.output_order
+        res = []
+        for n in output_names:
+            if n not in names:
+                raise ValueError(f"unknown output {n!r}; the model's outputs are {names}")
+            res.append(outs[names.index(n)])
+        return res
+
+    def __repr__(self):
+        ins = ", ".join(f"{i.name}{_fmt_shape(i.shape)}" for i in self.inputs)
+        outs = ", ".join(f"{o.name}{_fmt_shape(o.shape)}" for o in self.outputs)
+        return f"<cnnrt.Session inputs=[{ins}] outputs=[{outs}] threads={self.num_threads} isa={self.isa}>"
+
+
+def _fmt_shape(shape):
+    return "(" + ", ".join(str(d) if d is not None else "?" for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+# ---- onnxruntime-compatible surface ---------------------------------------------------------------------------
+class SessionOptions:
+    """The subset of onnxruntime.SessionOptions that cnnrt honours (others are accepted and ignored)."""
+
+    def __init__(self):
+        self.intra_op_num_threads = 0
+        self.inter_op_num_threads = 0
+        self.graph_optimization_level = None
+        self.execution_mode = None
+        self.log_severity_level = 2
+        self.enable_cpu_mem_arena = True
+        self.enable_mem_pattern = True
+
+
+class NodeArg:
+    def __init__(self, info: TensorInfo):
+        self.name = info.name
+        self.shape = [d if isinstance(d, int) else (d if isinstance(d, str) else None) for d in info.shape]
+        self.type = info.type
+
+    def __repr__(self):
+        return f"NodeArg(name={self.name!r}, type={self.type!r}, shape={self.shape!r})"
+
+
+class ModelMetadata:
+    def __init__(self, sess: Session):
+        self.custom_metadata_map = dict(sess.metadata)
+        self.producer_name = sess.producer
+        self.graph_name = sess._graph.name
+        self.description = ""
+        self.domain = ""
+        self.version = 0
+
+
+class InferenceSession:
+    """Drop-in for onnxruntime.InferenceSession in the calls services use."""
+
+    def __init__(self, path_or_bytes, sess_options: Optional[SessionOptions] = None, providers=None,
+                 provider_options=None, **kwargs):
+        if providers is not None:
+            for p in providers:
+                name = p[0] if isinstance(p, (tuple, list)) else p
+                if name != "CPUExecutionProvider":
+                    raise ValueError(f"cnnrt supports only CPUExecutionProvider, got {name!r}")
+        threads = sess_options.intra_op_num_threads if sess_options is not None else 0
+        self._sess = Session(path_or_bytes, num_threads=threads or None)
+
+    def get_inputs(self):
+        return [NodeArg(i) for i in self._sess.inputs]
+
+    def get_outputs(self):
+        return [NodeArg(o) for o in self._sess.outputs]
+
+    def get_modelmeta(self):
+        return ModelMetadata(self._sess)
+
+    def get_providers(self):
+        return ["CPUExecutionProvider"]
+
+    def run(self, output_names, input_feed, run_options=None):
+        if not isinstance(input_feed, dict):
+            raise TypeError("input_feed must be a dict of input name -> numpy array")
+        return self._sess.run(input_feed, output_names if output_names else None)

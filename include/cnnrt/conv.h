@@ -1,0 +1,112 @@
+/* 2-D convolution, NCHW, float32: prepare (choose the algorithm, pack weights once) then run.
+ *   out[n, co, oy, ox] = act( bias[co] + sum_{ci in group, ky, kx} in[n, ci, oy*sh - pt + ky*dh, ox*sw - pl + kx*dw]
+ *                              * w[co, ci - g*Cin/G, ky, kx]  + residual[n, co, oy, ox] )
+ * with out-of-range input positions reading as 0. OH = (H + pt + pb - dh*(KH-1) - 1)/sh + 1 (same for W). */
+#ifndef CNNRT_CONV_H
+#define CNNRT_CONV_H
+
+#include "cnnrt/common.h"
+#include "cnnrt/threadpool.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct cnn_conv2d_desc {
+  size_t in_channels, out_channels, groups;
+  size_t kernel_h, kernel_w;
+  size_t stride_h, stride_w;
+  size_t dilation_h, dilation_w;
+  size_t pad_top, pad_left, pad_bottom, pad_right;
+  cnn_act act; /* fused activation, applied after bias and residual */
+} cnn_conv2d_desc;
+
+typedef enum {
+  CNN_CONV_ALGO_AUTO = 0,      /* chosen from the shape */
+  CNN_CONV_ALGO_GEMM = 1,      /* implicit GEMM: B panels packed straight from the input (1x1 stride 1: no copy) */
+  CNN_CONV_ALGO_DEPTHWISE = 2, /* groups == in_channels, one (or a few) output channels per input channel */
+  CNN_CONV_ALGO_DIRECT = 3,    /* direct kernel (few input channels) */
+  CNN_CONV_ALGO_REFERENCE = 4, /* naive loops (scalar), the oracle */
+  CNN_CONV_ALGO_WINOGRAD = 5,  /* reserved for the Winograd issue */
+} cnn_conv_algo;
+
+/* 0 if the descriptor is valid (non-zero sizes and strides, groups dividing both channel counts, ...). */
+int cnn_conv2d_desc_check(const cnn_conv2d_desc* d);
+/* Output size for an input of h x w; returns 1, or 0 (and *oh = *ow = 0) when the kernel does not fit (or the
+ * descriptor is invalid, or a size overflows). */
+int cnn_conv2d_out_size(const cnn_conv2d_desc* d, size_t h, size_t w, size_t* oh, size_t* ow);
+
+typedef struct cnn_conv2d_weights cnn_conv2d_weights;
+/* Pack weights [Cout, Cin/groups, KH, KW] and bias [Cout] (or NULL) once. isa < 0: active ISA. algo: see
+ * cnn_conv_algo (AUTO picks). *status (if not NULL) gets CNN_OK or an error. The weights object owns its memory. */
+cnn_conv2d_weights* cnn_conv2d_weights_create(const cnn_conv2d_desc* d, const float* w, const float* bias, int isa,
+                                              int algo, int* status);
+void cnn_conv2d_weights_destroy(cnn_conv2d_weights* w);
+int cnn_conv2d_weights_algo(const cnn_conv2d_weights* w);
+size_t cnn_conv2d_weights_bytes(const cnn_conv2d_weights* w);
+
+/* Per-shape plan: a plain struct the caller keeps (no allocation); workspace_bytes is what run needs. */
+typedef struct cnn_conv2d_plan {
+  const cnn_conv2d_weights* w;
+  size_t batch, in_h, in_w, out_h, out_w;
+  size_t nthreads;
+  size_t workspace_bytes;
+} cnn_conv2d_plan;
+int cnn_conv2d_plan_init(cnn_conv2d_plan* p, const cnn_conv2d_weights* w, size_t batch, size_t in_h, size_t in_w,
+                         size_t nthreads);
+/* in: [batch, Cin, H, W]; out: [batch, Cout, OH, OW]; residual: like out, or NULL; workspace: workspace_bytes,
+ * CNN_ALIGN-aligned. Never allocates. */
+void cnn_conv2d_run(const cnn_conv2d_plan* p, const float* in, float* out, const float* residual, void* workspace,
+                    cnn_threadpool* pool);
+
+/* Naive reference (the oracle): same semantics, weights unpacked. Sums in double; the fused activation is computed
+ * in double with libm. residual may equal out. */
+void cnn_conv2d_ref(const cnn_conv2d_desc* d, size_t batch, size_t h, size_t w, const float* in, const float* weights,
+                    const float* bias, const float* residual, float* out);
+
+/* ---- Kernels behind cnn_conv2d_run (internal; declared here so that they can be tested one by one). ---- */
+
+/* Implicit im2col for one image and group: the matrix B[k, p] with k = (ci, ky, kx) (kx fastest) and p = oy*ow + ox
+ * holds in[ci, oy*sh - pt + ky*dh, ox*sw - pl + kx*dw] (0 outside the h x w plane). */
+typedef struct cnn_conv_im2col {
+  size_t h, w;         /* input plane */
+  size_t ow;           /* output width (columns of B are output pixels in row-major order) */
+  size_t kh, kw, sh, sw, dh, dw, pt, pl;
+} cnn_conv_im2col;
+/* Pack rows [k0, k0+kc) x columns [n0, n0+n) of B into ceil(n/nr) panels of kc x nr (cnn_gemm_pack_b's layout,
+ * zero-padded past n). in: the group's first input channel plane. ktab: scratch of 3*kc ptrdiff_t. nr <= 32. */
+typedef void (*cnn_conv_pack_b_fn)(const cnn_conv_im2col* g, const float* in, size_t k0, size_t kc, size_t n0,
+                                   size_t n, size_t nr, float* packed, ptrdiff_t* ktab);
+void cnn_conv_pack_b_im2col__scalar(const cnn_conv_im2col* g, const float* in, size_t k0, size_t kc, size_t n0,
+                                    size_t n, size_t nr, float* packed, ptrdiff_t* ktab);
+#if defined(__x86_64__)
+void cnn_conv_pack_b_im2col__avx2(const cnn_conv_im2col* g, const float* in, size_t k0, size_t kc, size_t n0,
+                                  size_t n, size_t nr, float* packed, ptrdiff_t* ktab);
+#endif
+
+/* Depthwise: one output plane from one input plane and its kh x kw filter.
+ *   out[oy, ox] = act(clamp(bias + sum in[oy*sh - pt + ky*dh, ox*sw - pl + kx*dw] * w[ky*kw + kx] + residual[oy, ox]))
+ * ox_lo/ox_hi: output columns in [ox_lo, ox_hi) never read horizontal padding (computed by
+ * cnn_dwconv_params_init). act_fn (or NULL) is applied to each finished output row. */
+typedef struct cnn_dwconv_params {
+  size_t h, w, oh, ow;
+  size_t kh, kw, sh, sw, dh, dw, pt, pl;
+  size_t ox_lo, ox_hi;
+  float min, max;
+  void (*act_fn)(const cnn_act* act, const float* x, float* y, size_t n);
+  const cnn_act* act;
+} cnn_dwconv_params;
+void cnn_dwconv_params_init(cnn_dwconv_params* p, const cnn_conv2d_desc* d, size_t h, size_t w, size_t oh, size_t ow);
+typedef void (*cnn_dwconv_fn)(const cnn_dwconv_params* p, const float* in, const float* w, float bias,
+                              const float* residual, float* out);
+void cnn_f32_dwconv__scalar(const cnn_dwconv_params* p, const float* in, const float* w, float bias,
+                            const float* residual, float* out);
+#if defined(__x86_64__)
+void cnn_f32_dwconv__avx2(const cnn_dwconv_params* p, const float* in, const float* w, float bias,
+                          const float* residual, float* out);
+#endif
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,32 @@
+/* CPU feature detection and ISA selection. */
+#ifndef CNNRT_HARDWARE_H
+#define CNNRT_HARDWARE_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+  CNN_ISA_SCALAR = 0, /* portable C, always built: the fallback and the test oracle */
+  CNN_ISA_AVX2 = 1,   /* x86-64 with AVX2 + FMA (+ OS support for YMM state) */
+  CNN_ISA_NEON = 2,   /* aarch64 Advanced SIMD */
+  CNN_ISA_COUNT = 3,
+} cnn_isa;
+
+/* Best ISA this CPU supports and this build contains (detected once, cpuid + xgetbv on x86-64). */
+int cnn_hw_best_isa(void);
+/* 1 if the CPU supports `isa` and the build contains it. */
+int cnn_hw_isa_supported(int isa);
+/* Active ISA: the best one, lowered by the environment variable CNNRT_ISA (scalar|avx2|neon) when set
+ * (a request above what the CPU supports falls back to the best supported). */
+int cnn_hw_active_isa(void);
+/* Force the active ISA (tests). Returns 0, or -1 if unsupported (active ISA unchanged). */
+int cnn_hw_set_active_isa(int isa);
+const char* cnn_isa_name(int isa);
+/* Number of online CPUs (>= 1). */
+int cnn_hw_num_cpus(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

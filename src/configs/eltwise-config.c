@@ -1,0 +1,41 @@
+/* Per-ISA tables of element-wise / pooling kernels. */
+#include "cnnrt/eltwise.h"
+#include "cnnrt/hardware.h"
+
+static const cnn_eltwise_config g_scalar = {
+    CNN_ISA_SCALAR,
+    cnn_f32_act__scalar,
+    cnn_f32_binary__scalar,
+    cnn_f32_pool2d__scalar,
+    cnn_f32_global_pool__scalar,
+    cnn_f32_channel_affine__scalar,
+    cnn_f32_softmax__scalar,
+};
+
+#if defined(__x86_64__) || defined(_M_X64)
+#define CNN_HAVE_AVX2_KERNELS 1
+static const cnn_eltwise_config g_avx2 = {
+    CNN_ISA_AVX2,
+    cnn_f32_act__avx2,
+    cnn_f32_binary__avx2,
+    cnn_f32_pool2d__avx2,
+    cnn_f32_global_pool__avx2,
+    cnn_f32_channel_affine__avx2,
+    cnn_f32_softmax__avx2,
+};
+#endif
+
+/* isa < 0: the active ISA. NULL when the CPU (or the build) does not support `isa`. There are no NEON element-wise
+ * kernels yet: a supported NEON request gets the scalar table (its .isa says CNN_ISA_SCALAR). */
+const cnn_eltwise_config* cnn_eltwise_config_get(int isa) {
+  if (isa < 0) isa = cnn_hw_active_isa();
+  if (!cnn_hw_isa_supported(isa)) return NULL;
+  switch (isa) {
+#ifdef CNN_HAVE_AVX2_KERNELS
+    case CNN_ISA_AVX2: return &g_avx2;
+#endif
+    case CNN_ISA_SCALAR:
+    case CNN_ISA_NEON: return &g_scalar;
+    default: return NULL;
+  }
+}

@@ -1,0 +1,41 @@
+/* Per-ISA SGEMM blocking parameters and micro-kernels (the only place these numbers live).
+ *
+ * AVX2 (tuned on a 2-core AMD EPYC Zen 3, 32 KiB L1d / 512 KiB L2 per core, 32 MiB L3):
+ *   kc: the B micro-panel (kc x 16 floats) stays in L1 while the A panels stream through it;
+ *   mc: the A block (mc x kc) stays in L2;
+ *   nc: the B block (kc x nc) lives in L2/L3. */
+#include "cnnrt/gemm.h"
+#include "cnnrt/hardware.h"
+
+static const cnn_gemm_config g_scalar = {
+    .isa = CNN_ISA_SCALAR, .mr = 6, .nr = 16, .kc = 256, .mc = 96, .nc = 2048,
+    .ukernel = cnn_f32_gemm_ukernel_6x16__scalar,
+};
+
+#if defined(__x86_64__) && !defined(CNNRT_NO_AVX2)
+/* -D overrides exist only for tuning sweeps (tests/c/bench_conv.c); the defaults are the tuned values. */
+#ifndef CNN_AVX2_KC
+#define CNN_AVX2_KC 256
+#endif
+#ifndef CNN_AVX2_MC
+#define CNN_AVX2_MC 144
+#endif
+#ifndef CNN_AVX2_NC
+#define CNN_AVX2_NC 2048
+#endif
+static const cnn_gemm_config g_avx2 = {
+    .isa = CNN_ISA_AVX2, .mr = 6, .nr = 16, .kc = CNN_AVX2_KC, .mc = CNN_AVX2_MC, .nc = CNN_AVX2_NC,
+    .ukernel = cnn_f32_gemm_ukernel_6x16__avx2,
+};
+#endif
+
+/* isa < 0: the active ISA. An ISA the CPU lacks gives NULL; a supported ISA without a kernel of its own (NEON for
+ * now) gets the portable scalar kernel. */
+const cnn_gemm_config* cnn_gemm_config_get(int isa) {
+  if (isa < 0) isa = cnn_hw_active_isa();
+  if (!cnn_hw_isa_supported(isa)) return NULL;
+#if defined(__x86_64__) && !defined(CNNRT_NO_AVX2)
+  if (isa == CNN_ISA_AVX2) return &g_avx2;
+#endif
+  return &g_scalar;
+}

@@ -1,0 +1,179 @@
+/* 2-D max / average pooling and global pooling, NCHW, AVX2.
+ * pool2d: 8 adjacent outputs of a row at a time for stride 1 and 2 where the window lies horizontally inside the
+ * input (stride 2: two loads + an even/odd shuffle per tap, the lane order fixed once at the end); the border
+ * columns, other strides and rows with no valid tap go through the scalar per-output code. Taps are visited in the
+ * scalar kernel's order (ky, then kx ascending) and averages divide by the same float, so results are bit-identical
+ * to cnn_f32_pool2d__scalar. */
+#include <immintrin.h>
+#include <math.h>
+
+#include "cnnrt/eltwise.h"
+
+/* Same as in pool2d__scalar.c. */
+static inline void window_1d(size_t o, size_t stride, size_t pad_begin, size_t pad_end, size_t dil, size_t k,
+                             size_t in, size_t* k_lo, size_t* k_hi, size_t* k_pad) {
+  const ptrdiff_t start = (ptrdiff_t)(o * stride) - (ptrdiff_t)pad_begin;
+  const ptrdiff_t last_in = (ptrdiff_t)in - 1, last_pad = (ptrdiff_t)(in + pad_end) - 1;
+  size_t lo = start >= 0 ? 0 : (size_t)((-start + (ptrdiff_t)dil - 1) / (ptrdiff_t)dil);
+  size_t hi = start > last_in ? 0 : cnn_min_sz(k, (size_t)((last_in - start) / (ptrdiff_t)dil) + 1);
+  if (lo > hi) lo = hi;
+  *k_lo = lo;
+  *k_hi = hi;
+  *k_pad = start > last_pad ? 0 : cnn_min_sz(k, (size_t)((last_pad - start) / (ptrdiff_t)dil) + 1);
+}
+
+/* One output, exactly as the scalar kernel computes it. */
+static inline float pool_one(const cnn_pool2d_desc* d, const float* xp, size_t w, ptrdiff_t iy0, size_t ky0,
+                             size_t ky1, size_t kyp, size_t ox) {
+  size_t kx0, kx1, kxp;
+  window_1d(ox, d->stride_w, d->pad_left, d->pad_right, d->dilation_w, d->kernel_w, w, &kx0, &kx1, &kxp);
+  const ptrdiff_t ix0 = (ptrdiff_t)(ox * d->stride_w) - (ptrdiff_t)d->pad_left;
+  const size_t dh = d->dilation_h, dw = d->dilation_w;
+  if (d->type == 0) {
+    float m = -INFINITY;
+    for (size_t ky = ky0; ky < ky1; ky++) {
+      const float* row = xp + (size_t)(iy0 + (ptrdiff_t)(ky * dh)) * w;
+      for (size_t kx = kx0; kx < kx1; kx++) {
+        const float v = row[ix0 + (ptrdiff_t)(kx * dw)];
+        m = v > m ? v : m;
+      }
+    }
+    return m;
+  }
+  float s = 0.0f;
+  for (size_t ky = ky0; ky < ky1; ky++) {
+    const float* row = xp + (size_t)(iy0 + (ptrdiff_t)(ky * dh)) * w;
+    for (size_t kx = kx0; kx < kx1; kx++) s += row[ix0 + (ptrdiff_t)(kx * dw)];
+  }
+  const size_t div = d->count_include_pad ? kyp * kxp : (ky1 - ky0) * (kx1 - kx0);
+  return div ? s / (float)div : 0.0f;
+}
+
+/* acc = max(v, acc) with the scalar "v > m ? v : m" semantics, or acc + v. */
+static inline __m256 acc_op(int is_max, __m256 v, __m256 acc) {
+  return is_max ? _mm256_max_ps(v, acc) : _mm256_add_ps(acc, v);
+}
+
+/* 8 outputs whose windows start at r0[0..8) (stride 1) or r0[0, 2, .., 14] (stride 2), over nrows input rows
+ * row_step apart. The caller guarantees every load is in bounds. */
+static inline __m256 pool8(int is_max, int stride2, const float* r0, size_t nrows, size_t row_step, size_t kw,
+                           size_t dw) {
+  __m256 acc = is_max ? _mm256_set1_ps(-INFINITY) : _mm256_setzero_ps();
+  for (size_t ky = 0; ky < nrows; ky++) {
+    const float* r = r0 + ky * row_step;
+    if (!stride2) {
+      for (size_t kx = 0; kx < kw; kx++) acc = acc_op(is_max, _mm256_loadu_ps(r + kx * dw), acc);
+    } else if (dw == 1) {
+      /* one pair of loads serves taps kx (even positions) and kx + 1 (odd positions) */
+      size_t kx = 0;
+      for (; kx + 2 <= kw; kx += 2) {
+        const __m256 lo = _mm256_loadu_ps(r + kx), hi = _mm256_loadu_ps(r + kx + 8);
+        acc = acc_op(is_max, _mm256_shuffle_ps(lo, hi, 0x88), acc);
+        acc = acc_op(is_max, _mm256_shuffle_ps(lo, hi, 0xDD), acc);
+      }
+      if (kx < kw) {
+        const __m256 lo = _mm256_loadu_ps(r + kx), hi = _mm256_loadu_ps(r + kx + 8);
+        acc = acc_op(is_max, _mm256_shuffle_ps(lo, hi, 0x88), acc);
+      }
+    } else {
+      for (size_t kx = 0; kx < kw; kx++) {
+        const __m256 lo = _mm256_loadu_ps(r + kx * dw), hi = _mm256_loadu_ps(r + kx * dw + 8);
+        acc = acc_op(is_max, _mm256_shuffle_ps(lo, hi, 0x88), acc);
+      }
+    }
+  }
+  if (stride2) /* lanes hold columns 0,2,8,10 | 4,6,12,14 (x2): restore 0,2,4,..,14 */
+    acc = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(acc), 0xD8));
+  return acc;
+}
+
+static void pool2d_impl(int is_max, int stride2, const cnn_pool2d_desc* d, size_t nc, size_t h, size_t w, size_t oh,
+                        size_t ow, const float* x, float* y) {
+  const size_t kh = d->kernel_h, kw = d->kernel_w, dh = d->dilation_h, dw = d->dilation_w;
+  const size_t sw = d->stride_w, pl = d->pad_left;
+  /* Columns [ox_first, vec_end) can be done 8 at a time: the window (plus one extra column read by the stride-2
+   * second load) is inside [0, w). */
+  const size_t ext = (kw - 1) * dw + (stride2 ? 1 : 0);
+  const size_t ox_first = cnn_div_up(pl, sw);
+  size_t vec_end = 0;
+  if (w + pl >= ext + 1) vec_end = cnn_min_sz(ow, (w - 1 + pl - ext) / sw + 1);
+  for (size_t p = 0; p < nc; p++) {
+    const float* xp = x + p * h * w;
+    float* yp = y + p * oh * ow;
+    for (size_t oy = 0; oy < oh; oy++) {
+      size_t ky0, ky1, kyp;
+      window_1d(oy, d->stride_h, d->pad_top, d->pad_bottom, dh, kh, h, &ky0, &ky1, &kyp);
+      const ptrdiff_t iy0 = (ptrdiff_t)(oy * d->stride_h) - (ptrdiff_t)d->pad_top;
+      float* yr = yp + oy * ow;
+      size_t ox = 0;
+      if (ky1 > ky0) {
+        for (; ox < ox_first && ox < ow; ox++) yr[ox] = pool_one(d, xp, w, iy0, ky0, ky1, kyp, ox);
+        const float* r0 = xp + (size_t)(iy0 + (ptrdiff_t)(ky0 * dh)) * w;
+        const size_t nrows = ky1 - ky0;
+        const __m256 vdiv = _mm256_set1_ps((float)((d->count_include_pad ? kyp : nrows) * kw));
+        for (; ox + 8 <= vec_end; ox += 8) {
+          __m256 v = pool8(is_max, stride2, r0 + (ox * sw - pl), nrows, dh * w, kw, dw);
+          if (!is_max) v = _mm256_div_ps(v, vdiv);
+          _mm256_storeu_ps(yr + ox, v);
+        }
+      }
+      for (; ox < ow; ox++) yr[ox] = pool_one(d, xp, w, iy0, ky0, ky1, kyp, ox);
+    }
+  }
+}
+
+void cnn_f32_pool2d__avx2(const cnn_pool2d_desc* d, size_t nc, size_t h, size_t w, size_t oh, size_t ow,
+                          const float* x, float* y) {
+  const int is_max = d->type == 0;
+  if (d->stride_w == 1) {
+    if (is_max) pool2d_impl(1, 0, d, nc, h, w, oh, ow, x, y);
+    else pool2d_impl(0, 0, d, nc, h, w, oh, ow, x, y);
+  } else if (d->stride_w == 2) {
+    if (is_max) pool2d_impl(1, 1, d, nc, h, w, oh, ow, x, y);
+    else pool2d_impl(0, 1, d, nc, h, w, oh, ow, x, y);
+  } else {
+    cnn_f32_pool2d__scalar(d, nc, h, w, oh, ow, x, y);
+  }
+}
+
+/* Max: 4 x 8 lanes, v > m semantics (equal to the scalar result up to the sign of zero when +0 and -0 tie).
+ * Mean: accumulated in double like the scalar kernel (differs from it only by double-precision summation order). */
+void cnn_f32_global_pool__avx2(int type, size_t nc, size_t hw, const float* x, float* y) {
+  for (size_t p = 0; p < nc; p++) {
+    const float* xp = x + p * hw;
+    size_t i = 0;
+    if (type == 0) {
+      const __m256 ninf = _mm256_set1_ps(-INFINITY);
+      __m256 m0 = ninf, m1 = ninf, m2 = ninf, m3 = ninf;
+      for (; i + 32 <= hw; i += 32) {
+        m0 = _mm256_max_ps(_mm256_loadu_ps(xp + i), m0);
+        m1 = _mm256_max_ps(_mm256_loadu_ps(xp + i + 8), m1);
+        m2 = _mm256_max_ps(_mm256_loadu_ps(xp + i + 16), m2);
+        m3 = _mm256_max_ps(_mm256_loadu_ps(xp + i + 24), m3);
+      }
+      for (; i + 8 <= hw; i += 8) m0 = _mm256_max_ps(_mm256_loadu_ps(xp + i), m0);
+      m0 = _mm256_max_ps(_mm256_max_ps(m0, m1), _mm256_max_ps(m2, m3));
+      __m128 s = _mm_max_ps(_mm256_castps256_ps128(m0), _mm256_extractf128_ps(m0, 1));
+      s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+      s = _mm_max_ss(s, _mm_movehdup_ps(s));
+      float m = _mm_cvtss_f32(s);
+      for (; i < hw; i++) m = xp[i] > m ? xp[i] : m;
+      y[p] = m;
+    } else {
+      __m256d s0 = _mm256_setzero_pd(), s1 = s0, s2 = s0, s3 = s0;
+      for (; i + 16 <= hw; i += 16) {
+        const __m256 v0 = _mm256_loadu_ps(xp + i), v1 = _mm256_loadu_ps(xp + i + 8);
+        s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(v0)));
+        s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(v0, 1)));
+        s2 = _mm256_add_pd(s2, _mm256_cvtps_pd(_mm256_castps256_ps128(v1)));
+        s3 = _mm256_add_pd(s3, _mm256_cvtps_pd(_mm256_extractf128_ps(v1, 1)));
+      }
+      for (; i + 4 <= hw; i += 4) s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm_loadu_ps(xp + i)));
+      s0 = _mm256_add_pd(_mm256_add_pd(s0, s1), _mm256_add_pd(s2, s3));
+      __m128d t = _mm_add_pd(_mm256_castpd256_pd128(s0), _mm256_extractf128_pd(s0, 1));
+      double s = _mm_cvtsd_f64(_mm_add_sd(t, _mm_unpackhi_pd(t, t)));
+      for (; i < hw; i++) s += xp[i];
+      y[p] = hw ? (float)(s / (double)hw) : 0.0f;
+    }
+  }
+}

@@ -1,0 +1,439 @@
+/* 2-D convolution operator (see include/cnnrt/conv.h): descriptor checks, algorithm choice, weight packing, plans
+ * and the parallel run of each algorithm.
+ *
+ * GEMM (implicit GEMM), per image n and group g:  C[Cout_g, OH*OW] = A[Cout_g, K] x B[K, OH*OW],  K = Cin_g*KH*KW.
+ *   A = the weights, packed once at create into MR-row panels per K block (layout below); B = the input seen as an
+ *   im2col matrix, packed per task straight from the input into the thread's workspace slice (1x1 stride 1 pad 0:
+ *   B is the input itself, packed as a plain matrix). Bias (per row), residual and RELU/CLIP run in the micro-kernel
+ *   epilogue, any other activation on each finished tile. Tasks: (n*G + g, M block) x (N block), sized by
+ *   cnn_gemm_tiling_init so that 2+ threads get work at batch 1 (N = OH*OW is split first when it is the larger).
+ * DEPTHWISE: a direct kernel per output channel plane, tasks (n, co).
+ * REFERENCE: cnn_conv2d_ref on the unpacked weights (single-threaded).
+ * DIRECT is served by GEMM; WINOGRAD is not implemented here (CNN_ERR_UNSUPPORTED). */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cnnrt/conv.h"
+#include "cnnrt/eltwise.h"
+#include "cnnrt/gemm.h"
+#include "cnnrt/hardware.h"
+
+/* Everything indexed with ptrdiff_t (signed offsets into the input) must stay below this. */
+#define CNN_MAX_ELEMS ((size_t)PTRDIFF_MAX / 8)
+
+/* a*b into *r; returns 0 on overflow (or when the product exceeds CNN_MAX_ELEMS) */
+static int mul_ok(size_t a, size_t b, size_t* r) {
+  if (a != 0 && b > CNN_MAX_ELEMS / a) return 0;
+  *r = a * b;
+  return 1;
+}
+
+int cnn_conv2d_desc_check(const cnn_conv2d_desc* d) {
+  if (!d) return CNN_ERR_INVALID;
+  if (!d->in_channels || !d->out_channels || !d->groups || !d->kernel_h || !d->kernel_w || !d->stride_h ||
+      !d->stride_w || !d->dilation_h || !d->dilation_w)
+    return CNN_ERR_INVALID;
+  if (d->in_channels % d->groups || d->out_channels % d->groups) return CNN_ERR_INVALID;
+  if (d->act.type < CNN_ACT_NONE || d->act.type > CNN_ACT_TANH) return CNN_ERR_INVALID;
+  size_t khw, k, wn, t;
+  if (!mul_ok(d->kernel_h, d->kernel_w, &khw) || !mul_ok(d->in_channels / d->groups, khw, &k) ||
+      !mul_ok(d->out_channels, k, &wn))
+    return CNN_ERR_INVALID;
+  /* effective kernel extents and padded sizes must be representable */
+  if (!mul_ok(d->dilation_h, d->kernel_h - 1, &t) || !mul_ok(d->dilation_w, d->kernel_w - 1, &t))
+    return CNN_ERR_INVALID;
+  if (d->stride_h > CNN_MAX_ELEMS || d->stride_w > CNN_MAX_ELEMS || d->pad_top > CNN_MAX_ELEMS ||
+      d->pad_bottom > CNN_MAX_ELEMS || d->pad_left > CNN_MAX_ELEMS || d->pad_right > CNN_MAX_ELEMS)
+    return CNN_ERR_INVALID;
+  return CNN_OK;
+}
+
+/* output size along one axis; 0 when the (dilated) kernel does not fit in the padded input */
+static size_t out_dim(size_t in, size_t pa, size_t pb, size_t k, size_t dil, size_t s) {
+  const size_t padded = in + pa + pb; /* each term < CNN_MAX_ELEMS: no overflow */
+  const size_t ext = dil * (k - 1) + 1;
+  if (in == 0 || padded < ext) return 0;
+  return (padded - ext) / s + 1;
+}
+
+int cnn_conv2d_out_size(const cnn_conv2d_desc* d, size_t h, size_t w, size_t* oh, size_t* ow) {
+  *oh = *ow = 0;
+  if (cnn_conv2d_desc_check(d) != CNN_OK || h > CNN_MAX_ELEMS || w > CNN_MAX_ELEMS) return 0;
+  const size_t y = out_dim(h, d->pad_top, d->pad_bottom, d->kernel_h, d->dilation_h, d->stride_h);
+  const size_t x = out_dim(w, d->pad_left, d->pad_right, d->kernel_w, d->dilation_w, d->stride_w);
+  if (y == 0 || x == 0) return 0;
+  *oh = y;
+  *ow = x;
+  return 1;
+}
+
+/* ------------------------------------------------------------------------------------------------------------ */
+/* Reference */
+
+static double act_ref(const cnn_act* a, double x) {
+  switch (a->type) {
+    case CNN_ACT_RELU: return x > 0 ? x : 0;
+    case CNN_ACT_CLIP: x = x < a->a ? a->a : x; return x > a->b ? a->b : x;
+    case CNN_ACT_LEAKY: return x >= 0 ? x : a->a * x;
+    case CNN_ACT_SIGMOID: return 1.0 / (1.0 + exp(-x));
+    case CNN_ACT_HARDSIGMOID: { double v = a->a * x + a->b; v = v < 0 ? 0 : v; return v > 1 ? 1 : v; }
+    case CNN_ACT_HARDSWISH: { double v = x / 6.0 + 0.5; v = v < 0 ? 0 : v; return x * (v > 1 ? 1 : v); }
+    case CNN_ACT_SILU: return x / (1.0 + exp(-x));
+    case CNN_ACT_TANH: return tanh(x);
+    default: return x;
+  }
+}
+
+void cnn_conv2d_ref(const cnn_conv2d_desc* d, size_t batch, size_t h, size_t w, const float* in, const float* weights,
+                    const float* bias, const float* residual, float* out) {
+  size_t oh, ow;
+  if (!cnn_conv2d_out_size(d, h, w, &oh, &ow)) return;
+  const size_t G = d->groups, cin_g = d->in_channels / G, cout_g = d->out_channels / G;
+  const size_t kh = d->kernel_h, kw = d->kernel_w;
+  for (size_t n = 0; n < batch; n++)
+    for (size_t co = 0; co < d->out_channels; co++) {
+      const size_t g = co / cout_g;
+      for (size_t oy = 0; oy < oh; oy++)
+        for (size_t ox = 0; ox < ow; ox++) {
+          double s = bias ? bias[co] : 0.0;
+          for (size_t c = 0; c < cin_g; c++) {
+            const size_t ci = g * cin_g + c;
+            for (size_t ky = 0; ky < kh; ky++) {
+              const ptrdiff_t iy = (ptrdiff_t)(oy * d->stride_h + ky * d->dilation_h) - (ptrdiff_t)d->pad_top;
+              if (iy < 0 || iy >= (ptrdiff_t)h) continue;
+              for (size_t kx = 0; kx < kw; kx++) {
+                const ptrdiff_t ix = (ptrdiff_t)(ox * d->stride_w + kx * d->dilation_w) - (ptrdiff_t)d->pad_left;
+                if (ix < 0 || ix >= (ptrdiff_t)w) continue;
+                s += (double)in[((n * d->in_channels + ci) * h + (size_t)iy) * w + (size_t)ix] *
+                     (double)weights[((co * cin_g + c) * kh + ky) * kw + kx];
+              }
+            }
+          }
+          const size_t o = ((n * d->out_channels + co) * oh + oy) * ow + ox;
+          if (residual) s += residual[o];
+          out[o] = (float)act_ref(&d->act, s);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------------------ */
+/* Weights */
+
+struct cnn_conv2d_weights {
+  cnn_conv2d_desc d;
+  int algo, isa;
+  const cnn_gemm_config* cfg;  /* GEMM */
+  size_t cin_g, cout_g, K, kcb; /* K = cin_g*kh*kw; kcb: K block */
+  size_t mpad;                  /* cout_g rounded up to mr */
+  /* GEMM: group g, K block starting at pc, row panel r at packed + g*mpad*K + pc*mpad + r*mr*kc (kc = that block's
+   *       depth), i.e. each K block holds mpad/mr panels of kc x mr.
+   * DEPTHWISE: [Cout][kh*kw]. REFERENCE: the weights as given, [Cout][cin_g][kh][kw]. */
+  float* packed;
+  float* bias; /* Cout floats or NULL (a copy) */
+  cnn_conv_pack_b_fn pack_b;
+  cnn_dwconv_fn dw;
+  cnn_gemm_act_fn act_fn; /* activation the clamp cannot express, or NULL */
+  float act_min, act_max;
+  size_t bytes;
+};
+
+static int set_status(int* status, int s) {
+  if (status) *status = s;
+  return s;
+}
+
+cnn_conv2d_weights* cnn_conv2d_weights_create(const cnn_conv2d_desc* d, const float* w, const float* bias, int isa,
+                                              int algo, int* status) {
+  int s = cnn_conv2d_desc_check(d);
+  if (s != CNN_OK || !w) {
+    set_status(status, CNN_ERR_INVALID);
+    return NULL;
+  }
+  if (isa < 0) isa = cnn_hw_active_isa();
+  const cnn_gemm_config* cfg = cnn_gemm_config_get(isa);
+  if (!cfg) {
+    set_status(status, CNN_ERR_UNSUPPORTED);
+    return NULL;
+  }
+  const size_t G = d->groups, cin_g = d->in_channels / G, cout_g = d->out_channels / G;
+  const int dw_shape = G == d->in_channels; /* one input channel per group: depthwise, multiplier cout_g */
+  switch (algo) {
+    case CNN_CONV_ALGO_AUTO: algo = dw_shape ? CNN_CONV_ALGO_DEPTHWISE : CNN_CONV_ALGO_GEMM; break;
+    case CNN_CONV_ALGO_DIRECT: /* served by the implicit GEMM */
+    case CNN_CONV_ALGO_GEMM: algo = CNN_CONV_ALGO_GEMM; break;
+    case CNN_CONV_ALGO_DEPTHWISE:
+      if (!dw_shape) {
+        set_status(status, CNN_ERR_UNSUPPORTED);
+        return NULL;
+      }
+      break;
+    case CNN_CONV_ALGO_REFERENCE: break;
+    case CNN_CONV_ALGO_WINOGRAD: set_status(status, CNN_ERR_UNSUPPORTED); return NULL;
+    default: set_status(status, CNN_ERR_INVALID); return NULL;
+  }
+
+  cnn_conv2d_weights* cw = (cnn_conv2d_weights*)calloc(1, sizeof(*cw));
+  if (!cw) {
+    set_status(status, CNN_ERR_NOMEM);
+    return NULL;
+  }
+  cw->d = *d;
+  cw->algo = algo;
+  cw->isa = cfg->isa;
+  cw->cfg = cfg;
+  cw->cin_g = cin_g;
+  cw->cout_g = cout_g;
+  cw->K = cin_g * d->kernel_h * d->kernel_w; /* checked by desc_check */
+  cw->kcb = cnn_gemm_kc_block(cfg, cw->K);
+  cw->mpad = cnn_round_up(cout_g, cfg->mr);
+  cw->act_min = -INFINITY;
+  cw->act_max = INFINITY;
+  if (!cnn_gemm_fold_act(&d->act, &cw->act_min, &cw->act_max)) {
+    const cnn_eltwise_config* ec = cnn_eltwise_config_get(cw->isa);
+    if (!ec) ec = cnn_eltwise_config_get(CNN_ISA_SCALAR);
+    cw->act_fn = ec ? ec->act : NULL;
+    if (!cw->act_fn) {
+      cnn_conv2d_weights_destroy(cw);
+      set_status(status, CNN_ERR_UNSUPPORTED);
+      return NULL;
+    }
+  }
+  const size_t wn = d->out_channels * cw->K; /* checked by desc_check */
+  size_t nfloats = wn;
+  if (algo == CNN_CONV_ALGO_GEMM && (!mul_ok(G * cw->mpad, cw->K, &nfloats) || nfloats > CNN_MAX_ELEMS / 4)) {
+    cnn_conv2d_weights_destroy(cw);
+    set_status(status, CNN_ERR_INVALID);
+    return NULL;
+  }
+  cw->packed = (float*)cnn_aligned_alloc(nfloats * sizeof(float));
+  cw->bias = bias ? (float*)cnn_aligned_alloc(d->out_channels * sizeof(float)) : NULL;
+  if (!cw->packed || (bias && !cw->bias)) {
+    cnn_conv2d_weights_destroy(cw);
+    set_status(status, CNN_ERR_NOMEM);
+    return NULL;
+  }
+  if (bias) memcpy(cw->bias, bias, d->out_channels * sizeof(float));
+  cw->bytes = sizeof(*cw) + nfloats * sizeof(float) + (bias ? d->out_channels * sizeof(float) : 0);
+
+  if (algo == CNN_CONV_ALGO_GEMM) {
+    const size_t K = cw->K;
+    for (size_t g = 0; g < G; g++)
+      for (size_t pc = 0; pc < K; pc += cw->kcb) {
+        const size_t kc = cnn_min_sz(cw->kcb, K - pc);
+        cnn_gemm_pack_a(cfg->mr, cout_g, kc, w + g * cout_g * K + pc, K, 1, cw->packed + g * cw->mpad * K + pc * cw->mpad);
+      }
+    cw->pack_b = cnn_conv_pack_b_im2col__scalar;
+#if defined(__x86_64__) && !defined(CNNRT_NO_AVX2)
+    if (cw->isa == CNN_ISA_AVX2) cw->pack_b = cnn_conv_pack_b_im2col__avx2;
+#endif
+  } else {
+    memcpy(cw->packed, w, wn * sizeof(float)); /* depthwise: [Cout][kh*kw] is the given layout (cin_g == 1) */
+    cw->dw = cnn_f32_dwconv__scalar;
+#if defined(__x86_64__) && !defined(CNNRT_NO_AVX2)
+    if (cw->isa == CNN_ISA_AVX2) cw->dw = cnn_f32_dwconv__avx2;
+#endif
+  }
+  set_status(status, CNN_OK);
+  return cw;
+}
+
+void cnn_conv2d_weights_destroy(cnn_conv2d_weights* w) {
+  if (!w) return;
+  cnn_aligned_free(w->packed);
+  cnn_aligned_free(w->bias);
+  free(w);
+}
+
+int cnn_conv2d_weights_algo(const cnn_conv2d_weights* w) { return w ? w->algo : -1; }
+size_t cnn_conv2d_weights_bytes(const cnn_conv2d_weights* w) { return w ? w->bytes : 0; }
+
+/* ------------------------------------------------------------------------------------------------------------ */
+/* Plans */
+
+static int is_pointwise(const cnn_conv2d_desc* d) {
+  return d->kernel_h == 1 && d->kernel_w == 1 && d->stride_h == 1 && d->stride_w == 1 && d->pad_top == 0 &&
+         d->pad_left == 0 && d->pad_bottom == 0 && d->pad_right == 0;
+}
+
+/* GEMM per-thread slice in floats: a B block (kcb x nt_max) and the k table (3*kcb ptrdiff_t), each aligned.
+ * nt_max is the widest task of any tiling, so the slice does not depend on the run's thread count. */
+static size_t gemm_slice_floats(const cnn_conv2d_weights* w, size_t N, size_t* b_floats) {
+  const size_t al = CNN_ALIGN / sizeof(float);
+  const cnn_gemm_config* cfg = w->cfg;
+  const size_t ntm = cnn_round_up(cnn_min_sz(N, cnn_max_sz(cfg->nc, cfg->nr)), cfg->nr);
+  const size_t bf = cnn_round_up(ntm * w->kcb, al);
+  const size_t tf = cnn_round_up(3 * w->kcb * sizeof(ptrdiff_t) / sizeof(float), al);
+  if (b_floats) *b_floats = bf;
+  return bf + tf;
+}
+
+int cnn_conv2d_plan_init(cnn_conv2d_plan* p, const cnn_conv2d_weights* w, size_t batch, size_t in_h, size_t in_w,
+                         size_t nthreads) {
+  if (!p || !w) return CNN_ERR_INVALID;
+  memset(p, 0, sizeof(*p));
+  if (batch == 0) return CNN_ERR_INVALID;
+  size_t oh, ow;
+  if (!cnn_conv2d_out_size(&w->d, in_h, in_w, &oh, &ow)) return CNN_ERR_INVALID;
+  size_t t;
+  /* every tensor must be addressable with signed offsets */
+  if (!mul_ok(in_h, in_w, &t) || !mul_ok(t, w->d.in_channels, &t) || !mul_ok(t, batch, &t)) return CNN_ERR_INVALID;
+  if (!mul_ok(oh, ow, &t) || !mul_ok(t, w->d.out_channels, &t) || !mul_ok(t, batch, &t)) return CNN_ERR_INVALID;
+  if (nthreads == 0) nthreads = 1;
+  size_t ws = 0;
+  if (w->algo == CNN_CONV_ALGO_GEMM) {
+    const size_t slice = gemm_slice_floats(w, oh * ow, NULL);
+    if (!mul_ok(slice, nthreads, &ws) || !mul_ok(ws, sizeof(float), &ws)) return CNN_ERR_INVALID;
+  }
+  p->w = w;
+  p->batch = batch;
+  p->in_h = in_h;
+  p->in_w = in_w;
+  p->out_h = oh;
+  p->out_w = ow;
+  p->nthreads = nthreads;
+  p->workspace_bytes = ws;
+  return CNN_OK;
+}
+
+/* ------------------------------------------------------------------------------------------------------------ */
+/* Runs */
+
+typedef struct {
+  const cnn_conv2d_weights* w;
+  const float* in;
+  float* out;
+  const float* res;
+  int res_in_c, pointwise;
+  size_t H, W, N; /* N = OH*OW */
+  cnn_conv_im2col geom;
+  cnn_gemm_tiling t;
+  float* ws;
+  size_t slice, b_floats;
+} gemm_ctx;
+
+static void gemm_task(void* vctx, size_t tid, size_t i, size_t j) {
+  const gemm_ctx* x = (const gemm_ctx*)vctx;
+  const cnn_conv2d_weights* w = x->w;
+  const cnn_gemm_config* cfg = w->cfg;
+  const size_t G = w->d.groups, K = w->K, N = x->N, HW = x->H * x->W;
+  const size_t bg = i / x->t.m_tasks, mb = i % x->t.m_tasks;
+  const size_t n = bg / G, g = bg % G;
+  const size_t m0 = mb * x->t.mt, m1 = cnn_min_sz(w->cout_g, m0 + x->t.mt);
+  const size_t n0 = j * x->t.nt, n1 = cnn_min_sz(N, n0 + x->t.nt);
+  const float* in_g = x->in + (n * w->d.in_channels + g * w->cin_g) * HW;
+  const size_t co0 = g * w->cout_g;
+  float* out_g = x->out + (n * w->d.out_channels + co0) * N;
+  const float* res_g = x->res ? x->res + (n * w->d.out_channels + co0) * N : NULL;
+  const float* a_g = w->packed + g * w->mpad * K;
+  float* bpk = x->ws + tid * x->slice;
+  ptrdiff_t* ktab = (ptrdiff_t*)(bpk + x->b_floats);
+
+  cnn_gemm_epilogue e;
+  e.res_ld = N;
+  e.min = w->act_min;
+  e.max = w->act_max;
+  const int has_clamp = e.min != -INFINITY || e.max != INFINITY;
+  for (size_t pc = 0; pc < K; pc += w->kcb) {
+    const size_t kc = cnn_min_sz(w->kcb, K - pc);
+    const int last = pc + kc >= K;
+    if (x->pointwise)
+      cnn_gemm_pack_b(cfg->nr, kc, n1 - n0, in_g + pc * HW + n0, HW, 1, bpk);
+    else
+      w->pack_b(&x->geom, in_g, pc, kc, n0, n1 - n0, cfg->nr, bpk, ktab);
+    for (size_t ic = m0; ic < m1; ic += cfg->mc) {
+      const size_t mc = cnn_min_sz(cfg->mc, m1 - ic);
+      e.bias_row = w->bias ? w->bias + co0 + ic : NULL;
+      e.bias_col = NULL;
+      e.residual = res_g ? res_g + ic * N + n0 : NULL;
+      const int has_epi = e.bias_row || e.residual || has_clamp;
+      cnn_gemm_macro_kernel(cfg, mc, n1 - n0, kc, a_g + pc * w->mpad + ic * kc, bpk, out_g + ic * N + n0, N,
+                            pc > 0 || x->res_in_c, last, has_epi ? &e : NULL, w->act_fn, &w->d.act);
+    }
+  }
+}
+
+typedef struct {
+  const cnn_conv2d_weights* w;
+  const float* in;
+  float* out;
+  const float* res;
+  size_t HW, OHW;
+  cnn_dwconv_params prm;
+} dw_ctx;
+
+static void dw_task(void* vctx, size_t tid, size_t n, size_t co) {
+  const dw_ctx* x = (const dw_ctx*)vctx;
+  const cnn_conv2d_weights* w = x->w;
+  const size_t C = w->d.out_channels, ci = co / w->cout_g; /* cout_g: channel multiplier */
+  const size_t khw = w->d.kernel_h * w->d.kernel_w;
+  const size_t o = (n * C + co) * x->OHW;
+  w->dw(&x->prm, x->in + (n * w->d.in_channels + ci) * x->HW, w->packed + co * khw, w->bias ? w->bias[co] : 0.0f,
+        x->res ? x->res + o : NULL, x->out + o);
+}
+
+void cnn_conv2d_run(const cnn_conv2d_plan* p, const float* in, float* out, const float* residual, void* workspace,
+                    cnn_threadpool* pool) {
+  const cnn_conv2d_weights* w = p->w;
+  const cnn_conv2d_desc* d = &w->d;
+  /* the workspace holds p->nthreads slices: a larger pool would index past it, so it runs inline */
+  size_t nthreads = cnn_threadpool_size(pool);
+  if (nthreads > p->nthreads) {
+    pool = NULL;
+    nthreads = 1;
+  }
+  switch (w->algo) {
+    case CNN_CONV_ALGO_REFERENCE:
+      cnn_conv2d_ref(d, p->batch, p->in_h, p->in_w, in, w->packed, w->bias, residual, out);
+      return;
+    case CNN_CONV_ALGO_DEPTHWISE: {
+      dw_ctx x;
+      x.w = w;
+      x.in = in;
+      x.out = out;
+      x.res = residual;
+      x.HW = p->in_h * p->in_w;
+      x.OHW = p->out_h * p->out_w;
+      cnn_dwconv_params_init(&x.prm, d, p->in_h, p->in_w, p->out_h, p->out_w);
+      x.prm.min = w->act_min;
+      x.prm.max = w->act_max;
+      x.prm.act_fn = w->act_fn;
+      x.prm.act = &d->act;
+      cnn_parallelize_2d(pool, dw_task, &x, p->batch, d->out_channels);
+      return;
+    }
+    default: {
+      gemm_ctx x;
+      x.w = w;
+      x.in = in;
+      x.out = out;
+      x.res = residual;
+      x.res_in_c = 0;
+      if (residual == out) { /* in-place residual add: the first K block accumulates onto it */
+        x.res = NULL;
+        x.res_in_c = 1;
+      }
+      x.pointwise = is_pointwise(d);
+      x.H = p->in_h;
+      x.W = p->in_w;
+      x.N = p->out_h * p->out_w;
+      x.geom.h = p->in_h;
+      x.geom.w = p->in_w;
+      x.geom.ow = p->out_w;
+      x.geom.kh = d->kernel_h;
+      x.geom.kw = d->kernel_w;
+      x.geom.sh = d->stride_h;
+      x.geom.sw = d->stride_w;
+      x.geom.dh = d->dilation_h;
+      x.geom.dw = d->dilation_w;
+      x.geom.pt = d->pad_top;
+      x.geom.pl = d->pad_left;
+      x.ws = (float*)workspace;
+      x.slice = gemm_slice_floats(w, x.N, &x.b_floats);
+      cnn_gemm_tiling_init(w->cfg, w->cout_g, x.N, p->batch * d->groups, nthreads, &x.t);
+      cnn_parallelize_2d(pool, gemm_task, &x, p->batch * d->groups * x.t.m_tasks, x.t.n_tasks);
+      return;
+    }
+  }
+}

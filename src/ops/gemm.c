@@ -1,0 +1,361 @@
+/* GEMM-based operators: the shared macro-kernel and task tiling, cnn_sgemm (both operands packed per call) and the
+ * fully connected op (weights packed once). See include/cnnrt/gemm.h.
+ *
+ * Loop nest of one task (rows [m0, m1) x columns [n0, n1) of C, full K):
+ *   for each K block (kc):           pack B[kc x (n1-n0)] into this thread's slice (or use pre-packed W)
+ *     for each MC block of rows:     pack A[mc x kc] into this thread's slice (or use pre-packed weights)
+ *       macro-kernel: for each NR panel of B (stays in L1): for each MR panel of A (A block stays in L2): ukernel
+ * The first K block writes C (accumulate = 0) unless C already holds the residual; the last one applies the
+ * epilogue (bias, residual, clamp) in the micro-kernel and any other activation on each finished tile. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cnnrt/eltwise.h"
+#include "cnnrt/gemm.h"
+#include "cnnrt/hardware.h"
+
+static float clamp_f(float v, float lo, float hi) {
+  v = v < lo ? lo : v;
+  return v > hi ? hi : v;
+}
+
+int cnn_gemm_fold_act(const cnn_act* act, float* min, float* max) {
+  if (!act || act->type == CNN_ACT_NONE) return 1;
+  float a, b;
+  if (act->type == CNN_ACT_RELU) {
+    a = 0.0f;
+    b = INFINITY;
+  } else if (act->type == CNN_ACT_CLIP) {
+    a = act->a;
+    b = act->b;
+  } else {
+    return 0;
+  }
+  /* clamp(clamp(x, lo, hi), a, b) == clamp(x, clamp(lo, a, b), clamp(hi, a, b)) for lo <= hi */
+  *min = clamp_f(*min, a, b);
+  *max = clamp_f(*max, a, b);
+  return 1;
+}
+
+void cnn_gemm_macro_kernel(const cnn_gemm_config* cfg, size_t m, size_t n, size_t kc, const float* apack,
+                           const float* bpack, float* c, size_t ldc, int accumulate, int last,
+                           const cnn_gemm_epilogue* epi, cnn_gemm_act_fn act_fn, const cnn_act* act) {
+  const size_t mr = cfg->mr, nr = cfg->nr;
+  const cnn_gemm_ukernel_fn uk = cfg->ukernel;
+  if (!last) {
+    epi = NULL;
+    act_fn = NULL;
+  }
+  cnn_gemm_epilogue te;
+  for (size_t j = 0; j < n; j += nr) {
+    const size_t nn = cnn_min_sz(nr, n - j);
+    const float* bp = bpack + j * kc; /* panel j/nr starts at (j/nr)*nr*kc */
+    for (size_t i = 0; i < m; i += mr) {
+      const size_t mm = cnn_min_sz(mr, m - i);
+      float* cp = c + i * ldc + j;
+      const cnn_gemm_epilogue* e = NULL;
+      if (epi) {
+        te.bias_row = epi->bias_row ? epi->bias_row + i : NULL;
+        te.bias_col = epi->bias_col ? epi->bias_col + j : NULL;
+        te.residual = epi->residual ? epi->residual + i * epi->res_ld + j : NULL;
+        te.res_ld = epi->res_ld;
+        te.min = epi->min;
+        te.max = epi->max;
+        e = &te;
+      }
+      uk(mm, nn, kc, apack + i * kc, bp, cp, ldc, accumulate, e);
+      if (act_fn)
+        for (size_t r = 0; r < mm; r++) act_fn(act, cp + r * ldc, cp + r * ldc, nn);
+    }
+  }
+}
+
+void cnn_gemm_tiling_init(const cnn_gemm_config* cfg, size_t M, size_t N, size_t outer, size_t nthreads,
+                          cnn_gemm_tiling* t) {
+  const size_t mr = cfg->mr, nr = cfg->nr;
+  const size_t mp = cnn_max_sz(cnn_div_up(M, mr), 1), np = cnn_max_sz(cnn_div_up(N, nr), 1);
+  const size_t nc_panels = cnn_max_sz(cfg->nc / nr, 1);
+  size_t nm = 1, nn = cnn_div_up(np, nc_panels);
+  if (outer == 0) outer = 1;
+  if (nthreads > 1) {
+    /* about 4 tasks per thread; split the side whose task extent is larger, so tasks stay square-ish (that
+     * minimizes the packing and streaming each task repeats) */
+    const size_t want = 4 * nthreads;
+    while (outer * nm * nn < want) {
+      const size_t mpt = cnn_div_up(mp, nm), npt = cnn_div_up(np, nn);
+      const int can_m = mpt > 1, can_n = npt > 1;
+      if (!can_m && !can_n) break;
+      if (can_n && (!can_m || npt * nr >= mpt * mr))
+        nn++;
+      else
+        nm++;
+    }
+  }
+  const size_t mpt = cnn_div_up(mp, nm), npt = cnn_div_up(np, nn);
+  t->mt = mpt * mr;
+  t->nt = npt * nr;
+  t->m_tasks = cnn_div_up(mp, mpt);
+  t->n_tasks = cnn_div_up(np, npt);
+}
+
+size_t cnn_gemm_kc_block(const cnn_gemm_config* cfg, size_t K) {
+  if (K == 0) return 0;
+  const size_t nb = cnn_div_up(K, cfg->kc);
+  return cnn_div_up(K, nb);
+}
+
+/* Element-wise activation kernel of `isa` for activations the epilogue clamp cannot express. */
+static cnn_gemm_act_fn act_kernel(int isa) {
+  const cnn_eltwise_config* ec = cnn_eltwise_config_get(isa);
+  if (!ec) ec = cnn_eltwise_config_get(CNN_ISA_SCALAR);
+  return ec ? ec->act : NULL;
+}
+
+/* ------------------------------------------------------------------------------------------------------------ */
+/* cnn_sgemm */
+
+/* Per-thread slice of cnn_sgemm's workspace, in floats: an A block (mc x kcb) and a B block (kcb x nt_max), each
+ * rounded to CNN_ALIGN. nt_max is the widest task of any tiling (the single-thread one), so the slice does not
+ * depend on the thread count the run uses. Returns 0 on overflow. */
+static size_t sgemm_slice_floats(const cnn_gemm_config* cfg, size_t M, size_t N, size_t K, size_t* a_floats) {
+  const size_t al = CNN_ALIGN / sizeof(float);
+  const size_t kcb = cnn_gemm_kc_block(cfg, K);
+  const size_t mcr = cnn_round_up(cnn_min_sz(cnn_max_sz(M, 1), cfg->mc), cfg->mr);
+  const size_t ntm = cnn_round_up(cnn_min_sz(cnn_max_sz(N, 1), cnn_max_sz(cfg->nc, cfg->nr)), cfg->nr);
+  if (kcb != 0 && (mcr > SIZE_MAX / 4 / kcb || ntm > SIZE_MAX / 4 / kcb)) return 0;
+  const size_t af = cnn_round_up(mcr * kcb, al), bf = cnn_round_up(ntm * kcb, al);
+  if (a_floats) *a_floats = af;
+  return af + bf;
+}
+
+size_t cnn_sgemm_workspace_size(const cnn_gemm_config* cfg, size_t M, size_t N, size_t K, size_t nthreads) {
+  if (!cfg) return 0;
+  if (nthreads == 0) nthreads = 1;
+  if (M > SIZE_MAX / 8 || N > SIZE_MAX / 8 || K > SIZE_MAX / 8) return SIZE_MAX;
+  const size_t slice = sgemm_slice_floats(cfg, M, N, K, NULL);
+  if (slice == 0 || slice > SIZE_MAX / sizeof(float) / nthreads) return SIZE_MAX;
+  return slice * sizeof(float) * nthreads;
+}
+
+typedef struct {
+  const cnn_gemm_config* cfg;
+  size_t M, N, K, kcb;
+  const float* a;
+  size_t a_rs, a_cs;
+  const float* b;
+  size_t b_rs, b_cs;
+  float* c;
+  size_t ldc;
+  cnn_gemm_epilogue epi;
+  int has_epi, res_in_c;
+  cnn_gemm_act_fn act_fn;
+  const cnn_act* act;
+  float* ws;
+  size_t slice, a_floats;
+  cnn_gemm_tiling t;
+} sgemm_ctx;
+
+static void sgemm_task(void* vctx, size_t tid, size_t i, size_t j) {
+  const sgemm_ctx* x = (const sgemm_ctx*)vctx;
+  const cnn_gemm_config* cfg = x->cfg;
+  const size_t m0 = i * x->t.mt, m1 = cnn_min_sz(x->M, m0 + x->t.mt);
+  const size_t n0 = j * x->t.nt, n1 = cnn_min_sz(x->N, n0 + x->t.nt);
+  float* apk = x->ws + tid * x->slice;
+  float* bpk = apk + x->a_floats;
+  for (size_t pc = 0;;) {
+    const size_t kc = cnn_min_sz(x->kcb, x->K - pc);
+    const int last = pc + kc >= x->K;
+    cnn_gemm_pack_b(cfg->nr, kc, n1 - n0, x->b + pc * x->b_rs + n0 * x->b_cs, x->b_rs, x->b_cs, bpk);
+    for (size_t ic = m0; ic < m1; ic += cfg->mc) {
+      const size_t mc = cnn_min_sz(cfg->mc, m1 - ic);
+      cnn_gemm_pack_a(cfg->mr, mc, kc, x->a + ic * x->a_rs + pc * x->a_cs, x->a_rs, x->a_cs, apk);
+      cnn_gemm_epilogue e = x->epi;
+      if (e.bias_row) e.bias_row += ic;
+      if (e.bias_col) e.bias_col += n0;
+      if (e.residual) e.residual += ic * e.res_ld + n0;
+      cnn_gemm_macro_kernel(cfg, mc, n1 - n0, kc, apk, bpk, x->c + ic * x->ldc + n0, x->ldc,
+                            pc > 0 || x->res_in_c, last, x->has_epi ? &e : NULL, x->act_fn, x->act);
+    }
+    pc += kc;
+    if (pc >= x->K) break;
+  }
+}
+
+void cnn_sgemm(const cnn_gemm_config* cfg, size_t M, size_t N, size_t K, const float* a, size_t a_rs, size_t a_cs,
+               const float* b, size_t b_rs, size_t b_cs, float* c, size_t ldc, const cnn_gemm_epilogue* epi,
+               const cnn_act* act, void* workspace, cnn_threadpool* pool) {
+  if (M == 0 || N == 0) return;
+  sgemm_ctx x;
+  x.cfg = cfg;
+  x.M = M;
+  x.N = N;
+  x.K = K;
+  x.kcb = cnn_gemm_kc_block(cfg, K);
+  x.a = a;
+  x.a_rs = a_rs;
+  x.a_cs = a_cs;
+  x.b = b;
+  x.b_rs = b_rs;
+  x.b_cs = b_cs;
+  x.c = c;
+  x.ldc = ldc;
+  x.res_in_c = 0;
+  if (epi) {
+    x.epi = *epi;
+  } else {
+    x.epi.bias_row = x.epi.bias_col = x.epi.residual = NULL;
+    x.epi.res_ld = 0;
+    x.epi.min = -INFINITY;
+    x.epi.max = INFINITY;
+  }
+  /* residual aliasing C (in-place add): start the sum from C instead of reading the residual in the epilogue */
+  if (x.epi.residual == c && x.epi.res_ld == ldc) {
+    x.epi.residual = NULL;
+    x.res_in_c = 1;
+  }
+  x.act = act;
+  x.act_fn = NULL;
+  if (!cnn_gemm_fold_act(act, &x.epi.min, &x.epi.max)) x.act_fn = act_kernel(cfg->isa);
+  x.has_epi = x.epi.bias_row || x.epi.bias_col || x.epi.residual || x.epi.min != -INFINITY ||
+              x.epi.max != INFINITY;
+  x.ws = (float*)workspace;
+  x.slice = sgemm_slice_floats(cfg, M, N, K, &x.a_floats);
+  cnn_gemm_tiling_init(cfg, M, N, 1, cnn_threadpool_size(pool), &x.t);
+  cnn_parallelize_2d(pool, sgemm_task, &x, x.t.m_tasks, x.t.n_tasks);
+}
+
+/* ------------------------------------------------------------------------------------------------------------ */
+/* Fully connected */
+
+struct cnn_fc_weights {
+  const cnn_gemm_config* cfg;
+  size_t K, N, kcb, npad;
+  float* w;    /* K blocks; block at row pc holds ceil(N/nr) panels of kc x nr: offset pc*npad + panel*nr*kc */
+  float* bias; /* N floats or NULL (a copy) */
+  size_t bytes;
+};
+
+cnn_fc_weights* cnn_fc_weights_create(size_t K, size_t N, const float* w, size_t w_rs, size_t w_cs, const float* bias,
+                                      int isa) {
+  const cnn_gemm_config* cfg = cnn_gemm_config_get(isa);
+  if (!cfg || !w || K == 0 || N == 0) return NULL;
+  if (N > SIZE_MAX / 2 || K > SIZE_MAX / 2) return NULL;
+  const size_t npad = cnn_round_up(N, cfg->nr);
+  if (npad > SIZE_MAX / sizeof(float) / K) return NULL;
+  const size_t wbytes = npad * K * sizeof(float);
+  cnn_fc_weights* fw = (cnn_fc_weights*)calloc(1, sizeof(*fw));
+  if (!fw) return NULL;
+  fw->cfg = cfg;
+  fw->K = K;
+  fw->N = N;
+  fw->kcb = cnn_gemm_kc_block(cfg, K);
+  fw->npad = npad;
+  fw->w = (float*)cnn_aligned_alloc(wbytes);
+  fw->bias = bias ? (float*)cnn_aligned_alloc(N * sizeof(float)) : NULL;
+  if (!fw->w || (bias && !fw->bias)) {
+    cnn_fc_weights_destroy(fw);
+    return NULL;
+  }
+  for (size_t pc = 0; pc < K; pc += fw->kcb) {
+    const size_t kc = cnn_min_sz(fw->kcb, K - pc);
+    cnn_gemm_pack_b(cfg->nr, kc, N, w + pc * w_rs, w_rs, w_cs, fw->w + pc * npad);
+  }
+  if (bias) memcpy(fw->bias, bias, N * sizeof(float));
+  fw->bytes = sizeof(*fw) + wbytes + (bias ? N * sizeof(float) : 0);
+  return fw;
+}
+
+void cnn_fc_weights_destroy(cnn_fc_weights* w) {
+  if (!w) return;
+  cnn_aligned_free(w->w);
+  cnn_aligned_free(w->bias);
+  free(w);
+}
+
+size_t cnn_fc_weights_bytes(const cnn_fc_weights* w) { return w ? w->bytes : 0; }
+
+/* Per-thread slice: the packed X block (mc x kcb floats). */
+static size_t fc_slice_floats(const cnn_fc_weights* w, size_t M) {
+  const size_t mcr = cnn_round_up(cnn_min_sz(cnn_max_sz(M, 1), w->cfg->mc), w->cfg->mr);
+  return cnn_round_up(mcr * w->kcb, CNN_ALIGN / sizeof(float));
+}
+
+size_t cnn_fc_workspace_size(const cnn_fc_weights* w, size_t M, size_t nthreads) {
+  if (!w) return 0;
+  if (nthreads == 0) nthreads = 1;
+  const size_t slice = fc_slice_floats(w, M);
+  if (slice > SIZE_MAX / sizeof(float) / nthreads) return SIZE_MAX;
+  return slice * sizeof(float) * nthreads;
+}
+
+typedef struct {
+  const cnn_fc_weights* w;
+  size_t M;
+  const float* x;
+  size_t x_rs, x_cs;
+  float* y;
+  cnn_gemm_epilogue epi;
+  int has_epi, res_in_c;
+  cnn_gemm_act_fn act_fn;
+  const cnn_act* act;
+  float* ws;
+  size_t slice;
+  cnn_gemm_tiling t;
+} fc_ctx;
+
+static void fc_task(void* vctx, size_t tid, size_t i, size_t j) {
+  const fc_ctx* x = (const fc_ctx*)vctx;
+  const cnn_fc_weights* w = x->w;
+  const cnn_gemm_config* cfg = w->cfg;
+  const size_t N = w->N, K = w->K;
+  const size_t m0 = i * x->t.mt, m1 = cnn_min_sz(x->M, m0 + x->t.mt);
+  const size_t n0 = j * x->t.nt, n1 = cnn_min_sz(N, n0 + x->t.nt);
+  float* apk = x->ws + tid * x->slice;
+  for (size_t pc = 0; pc < K; pc += w->kcb) {
+    const size_t kc = cnn_min_sz(w->kcb, K - pc);
+    const int last = pc + kc >= K;
+    const float* bpk = w->w + pc * w->npad + n0 * kc;
+    for (size_t ic = m0; ic < m1; ic += cfg->mc) {
+      const size_t mc = cnn_min_sz(cfg->mc, m1 - ic);
+      cnn_gemm_pack_a(cfg->mr, mc, kc, x->x + ic * x->x_rs + pc * x->x_cs, x->x_rs, x->x_cs, apk);
+      cnn_gemm_epilogue e = x->epi;
+      if (e.bias_col) e.bias_col += n0;
+      if (e.residual) e.residual += ic * e.res_ld + n0;
+      cnn_gemm_macro_kernel(cfg, mc, n1 - n0, kc, apk, bpk, x->y + ic * N + n0, N, pc > 0 || x->res_in_c, last,
+                            x->has_epi ? &e : NULL, x->act_fn, x->act);
+    }
+  }
+}
+
+void cnn_fc_run(const cnn_fc_weights* w, size_t M, const float* x, size_t x_rs, size_t x_cs, float* y,
+                const float* residual, const cnn_act* act, void* workspace, cnn_threadpool* pool) {
+  if (!w || M == 0) return;
+  fc_ctx c;
+  c.w = w;
+  c.M = M;
+  c.x = x;
+  c.x_rs = x_rs;
+  c.x_cs = x_cs;
+  c.y = y;
+  c.epi.bias_row = NULL;
+  c.epi.bias_col = w->bias;
+  c.epi.residual = residual;
+  c.epi.res_ld = w->N;
+  c.epi.min = -INFINITY;
+  c.epi.max = INFINITY;
+  c.res_in_c = 0;
+  if (residual == y) { /* in-place residual add */
+    c.epi.residual = NULL;
+    c.res_in_c = 1;
+  }
+  c.act = act;
+  c.act_fn = NULL;
+  if (!cnn_gemm_fold_act(act, &c.epi.min, &c.epi.max)) c.act_fn = act_kernel(w->cfg->isa);
+  c.has_epi = c.epi.bias_col || c.epi.residual || c.epi.min != -INFINITY || c.epi.max != INFINITY;
+  c.ws = (float*)workspace;
+  c.slice = fc_slice_floats(w, M);
+  cnn_gemm_tiling_init(w->cfg, M, w->N, 1, cnn_threadpool_size(pool), &c.t);
+  cnn_parallelize_2d(pool, fc_task, &c, c.t.m_tasks, c.t.n_tasks);
+}
