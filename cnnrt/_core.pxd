@@ -36,6 +36,8 @@ cdef extern from "cnnrt/gemm.h":
     void cnn_fc_weights_destroy(cnn_fc_weights*)
     size_t cnn_fc_weights_bytes(const cnn_fc_weights*)
     size_t cnn_fc_workspace_size(const cnn_fc_weights*, size_t M, size_t nthreads)
+    void cnn_fc_run(const cnn_fc_weights*, size_t M, const float* x, size_t x_rs, size_t x_cs, float* y,
+                    const float* residual, const cnn_act* act, void* workspace, cnn_threadpool* pool) nogil
     size_t cnn_sgemm_workspace_size(const cnn_gemm_config*, size_t M, size_t N, size_t K, size_t nthreads)
 
 cdef extern from "cnnrt/conv.h":

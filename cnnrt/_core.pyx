@@ -253,6 +253,23 @@ cdef class FCWeights:
     def workspace_size(self, size_t m, size_t nthreads):
         return cnn_fc_workspace_size(self.w, m, nthreads)
 
+    def __call__(self, x, object act=None, ThreadPool pool=None):
+        """y = act(x @ W + bias) on a whole [M, K] array (allocates; for tests and tools)."""
+        cdef cnp.ndarray[cnp.float32_t, ndim=2, mode="c"] xa = np.ascontiguousarray(x, dtype=np.float32)
+        if xa.shape[1] != self.K or xa.shape[0] == 0:
+            raise ValueError(f"expected an [M, {self.K}] input, got {tuple(x.shape)}")
+        cdef size_t m = xa.shape[0]
+        cdef size_t nt = pool.size if pool is not None else 1
+        cdef cnp.ndarray[cnp.float32_t, ndim=2, mode="c"] y = np.empty((m, self.N), np.float32)
+        cdef size_t wsb = cnn_fc_workspace_size(self.w, m, nt)
+        cdef cnp.ndarray[cnp.uint8_t, ndim=1] ws = np.empty(wsb + 64, dtype=np.uint8)
+        cdef uintptr_t wsp = (<uintptr_t>cnp.PyArray_DATA(ws) + 63) & ~(<uintptr_t>63)
+        cdef cnn_act a = make_act(act)
+        cdef cnn_threadpool* tp = pool.pool if pool is not None else NULL
+        with nogil:
+            cnn_fc_run(self.w, m, &xa[0, 0], self.K, 1, &y[0, 0], NULL, &a, <void*>wsp, tp)
+        return y
+
 
 cdef class Arena:
     """One aligned block of memory that a session's plans share (tensors, then the workspace)."""

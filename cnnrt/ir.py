@@ -31,6 +31,39 @@ class Node:
     def attr(self, key, default=None):
         return self.attrs.get(key, default)
 
+    @property
+    def evaluable(self) -> bool:
+        """True if onnx.reference can compute this node from its proto: it still is the op it was imported as
+        (nothing fused into it, no private attributes added by a pass)."""
+        return self.proto is not None and not self.fused and not any(k.startswith("_") for k in self.attrs)
+
+    def current_proto(self):
+        """The original NodeProto with the node's *current* input and output names (passes rename values)."""
+        import onnx
+
+        p = onnx.NodeProto()
+        p.CopyFrom(self.proto)
+        del p.input[:]
+        p.input.extend(self.inputs)
+        del p.output[:]
+        p.output.extend(self.outputs)
+        return p
+
+
+def evaluate_node(node: "Node", consts: Dict[str, np.ndarray], opset: int) -> List[np.ndarray]:
+    """Run one node with onnx.reference on constant inputs; returns one array per output ("" outputs: None)."""
+    from onnx.reference import ReferenceEvaluator
+
+    ev = ReferenceEvaluator(node.current_proto(), opsets={"": opset})
+    feeds = {i: consts[i] for i in node.inputs if i}
+    names = [o for o in node.outputs if o]
+    vals = dict(zip(names, ev.run(names, feeds)))
+    return [np.asarray(vals[o]) if o else None for o in node.outputs]
+
+
+# Ops whose outputs depend only on the *shape* of their (first) input, never on its values.
+SHAPE_ONLY_OPS = {"Shape", "Size"}
+
 
 @dataclass
 class Graph:
@@ -55,6 +88,19 @@ class Graph:
 
     def output_names(self):
         return [o.name for o in self.outputs]
+
+    def runtime_values(self) -> set:
+        """Names of the values that depend on the *data* of the graph inputs (as opposed to constants and values
+        computed only from constants and input shapes, which the planner folds once per input shape).
+        Nodes must be in topological order."""
+        rt = {i.name for i in self.inputs}
+        for n in self.nodes:
+            if n.op in SHAPE_ONLY_OPS:
+                continue
+            if any(i in rt for i in n.inputs if i):
+                outs = n.outputs[:1] if n.op == "Dropout" else n.outputs  # Dropout's mask: all ones at inference
+                rt.update(o for o in outs if o)
+        return rt
 
     def check(self, where="graph"):
         """Consistency: every input defined before use, each value defined once, outputs defined."""

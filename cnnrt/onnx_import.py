@@ -9,7 +9,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from .errors import ModelError, UnsupportedModelError
-from .ir import Graph, Node, ValueInfo
+from .ir import SHAPE_ONLY_OPS, Graph, Node, ValueInfo
 
 # Ops executed by C kernels at run time (see planner.LOWER).
 RUNTIME_OPS = {
@@ -157,9 +157,11 @@ def import_model(proto: onnx.ModelProto) -> Graph:
         names.add(name)
         if np_.domain not in ("", "ai.onnx"):
             unsupported.append((name, f"{np_.domain}.{np_.op_type}", "custom domain"))
+            nodes.append(Node(name, f"{np_.domain}.{np_.op_type}", list(np_.input), list(np_.output), {}, proto=None))
             continue
         if np_.op_type not in SUPPORTED_OPS:
             unsupported.append((name, np_.op_type, "operator not implemented"))
+            nodes.append(Node(name, np_.op_type, list(np_.input), list(np_.output), {}, proto=None))
             continue
         attrs = _attrs(np_)
         if np_.op_type == "Constant":
@@ -179,12 +181,77 @@ def import_model(proto: onnx.ModelProto) -> Graph:
             consts[np_.output[0]] = np.asarray(val)
             continue
         nodes.append(Node(name, np_.op_type, list(np_.input), list(np_.output), attrs, proto=np_))
-    if unsupported:
-        raise UnsupportedModelError(unsupported)
     metadata = {p.key: p.value for p in proto.metadata_props}
     graph = Graph(_toposort(nodes, consts, inputs), inputs, outputs, consts, opset, metadata, g.name)
+    unsupported += unsupported_forms(graph)
+    if unsupported:
+        raise UnsupportedModelError(unsupported)
     graph.check("import")
     return graph
+
+
+# Inputs (by position) that cnnrt needs to be constant (initializers, or computed from constants and input shapes).
+CONST_INPUTS = {
+    "Conv": {1: "weights", 2: "bias"}, "BatchNormalization": {1: "scale", 2: "B", 3: "mean", 4: "var"},
+    "Clip": {1: "min", 2: "max"}, "Reshape": {1: "shape"}, "Slice": {1: "starts", 2: "ends", 3: "axes", 4: "steps"},
+    "Pad": {1: "pads", 2: "constant_value", 3: "axes"}, "Gather": {1: "indices"}, "Split": {1: "split"},
+    "Squeeze": {1: "axes"}, "Unsqueeze": {1: "axes"}, "ReduceMean": {1: "axes"}, "ReduceMax": {1: "axes"},
+    "ReduceSum": {1: "axes"}, "Dropout": {2: "training_mode"},
+}
+_FLOAT = onnx.TensorProto.FLOAT
+
+
+def unsupported_forms(graph: Graph) -> List[tuple]:
+    """Supported operators used in a form cnnrt does not run, found at load (before any input shape is known):
+    (node name, op, reason) for each."""
+    rt = graph.runtime_values()
+    bad = []
+    for n in graph.nodes:
+        if n.proto is None:
+            continue  # unsupported op type, already listed
+        op = n.op
+        data_in = [i for i in n.inputs if i and i in rt]
+        if op in CONST_OPS and op not in SHAPE_ONLY_OPS and data_in:
+            bad.append((n.name, op, f"only evaluated on constants and shapes, but its input {data_in[0]!r} is "
+                                    "computed from the model's input data"))
+            continue
+        for k, what in CONST_INPUTS.get(op, {}).items():
+            if len(n.inputs) > k and n.inputs[k] and n.inputs[k] in rt:
+                bad.append((n.name, op, f"{what} ({n.inputs[k]!r}) computed from run-time data (must be constant)"))
+        if op == "Cast" and data_in and int(n.attr("to", _FLOAT)) != _FLOAT:
+            bad.append((n.name, op, f"casts run-time data to {onnx.TensorProto.DataType.Name(int(n.attr('to')))} "
+                                    "(only float32 tensors flow at run time)"))
+        elif op == "BatchNormalization":
+            if int(n.attr("training_mode", 0)) or any(o for o in n.outputs[1:]):
+                bad.append((n.name, op, "training mode (batch statistics / running-mean outputs)"))
+            elif graph.opset < 9 and int(n.attr("spatial", 1)) == 0:
+                bad.append((n.name, op, "spatial=0 (per-activation statistics)"))
+        elif op == "Dropout":
+            if graph.opset >= 12 and len(n.inputs) > 2 and n.inputs[2] and n.inputs[2] not in rt:
+                tm = graph.consts.get(n.inputs[2])
+                ratio = graph.consts.get(n.inputs[1]) if len(n.inputs) > 1 and n.inputs[1] else np.array(0.5)
+                if tm is None:
+                    bad.append((n.name, op, f"training_mode ({n.inputs[2]!r}) is computed (must be constant)"))
+                elif bool(np.asarray(tm).reshape(-1)[0]):
+                    if ratio is None:
+                        bad.append((n.name, op, f"training mode with a ratio ({n.inputs[1]!r}) that is computed "
+                                                "(must be constant, and 0: random dropout is not supported)"))
+                    elif float(np.asarray(ratio).reshape(-1)[0]) != 0.0:
+                        bad.append((n.name, op, "training mode (random dropout)"))
+            elif graph.opset < 7 and int(n.attr("is_test", 0)) == 0:
+                bad.append((n.name, op, "training mode (is_test=0)"))
+        elif op in ("MaxPool", "AveragePool"):
+            if len(n.attr("kernel_shape", [])) not in (1, 2):
+                bad.append((n.name, op, f"{len(n.attr('kernel_shape', []))}-D pooling (1-D and 2-D are supported)"))
+            if op == "MaxPool" and len(n.outputs) > 1 and n.outputs[1]:
+                bad.append((n.name, op, "the Indices output"))
+        elif op == "Conv":
+            w = graph.consts.get(n.inputs[1])
+            if w is not None and w.ndim not in (3, 4):
+                bad.append((n.name, op, f"{w.ndim - 2}-D convolution (1-D and 2-D are supported)"))
+        elif op == "Pad" and n.attr("mode", "constant") != "constant":
+            bad.append((n.name, op, f"mode {n.attr('mode')!r} (only 'constant')"))
+    return bad
 
 
 def _toposort(nodes: List[Node], consts, inputs) -> List[Node]:

@@ -7,7 +7,7 @@ from typing import Callable, Dict, List
 import numpy as np
 
 from .errors import node_error
-from .ir import Graph, Node
+from .ir import Graph, Node, evaluate_node
 
 MAX_FOLD_ELEMENTS = 1 << 26
 
@@ -44,16 +44,32 @@ def _bypass(g: Graph, node: Node, src: str, dst: str) -> bool:
     return True
 
 
+def _dropout_is_identity(g: Graph, n: Node) -> bool:
+    """Dropout computes its input unchanged: inference (training_mode absent or constant false) or ratio 0."""
+    if g.opset >= 12 and len(n.inputs) > 2 and n.inputs[2]:
+        tm = g.consts.get(n.inputs[2])
+        if tm is None:
+            return False
+        if bool(np.asarray(tm).reshape(-1)[0]):
+            ratio = g.consts.get(n.inputs[1]) if len(n.inputs) > 1 and n.inputs[1] else np.array(0.5)
+            return ratio is not None and float(np.asarray(ratio).reshape(-1)[0]) == 0.0
+    return True
+
+
 def remove_identity(g: Graph) -> bool:
+    """Identity, inference-mode Dropout (whose mask nobody reads) and float->float Cast of run-time data vanish."""
     changed = False
     cons = g.consumers()
+    outs = set(g.output_names())
+    rt = g.runtime_values()
     for n in list(g.nodes):
-        if n.op == "Identity" or (n.op == "Dropout" and (len(n.outputs) < 2 or not n.outputs[1]
-                                                         or n.outputs[1] not in cons)):
+        if n.op == "Identity" or (n.op == "Dropout" and _dropout_is_identity(g, n) and all(
+                (not m) or (m not in cons and m not in outs) for m in n.outputs[1:])):
             if _bypass(g, n, n.inputs[0], n.outputs[0]):
                 changed = True
-        elif n.op == "Cast" and n.attr("to") == 1 and n.inputs[0] not in g.consts:
-            # float -> float cast of a runtime (float) tensor
+        elif n.op == "Cast" and n.attr("to") == 1 and n.inputs[0] in rt:
+            # float -> float cast of a run-time tensor (run-time tensors are all float32; a Cast of a constant or of
+            # a shape computation converts int64 and must stay, to be folded)
             if _bypass(g, n, n.inputs[0], n.outputs[0]):
                 changed = True
     return changed
@@ -61,26 +77,24 @@ def remove_identity(g: Graph) -> bool:
 
 def fold_constants(g: Graph) -> bool:
     """Evaluate every node whose inputs are all constants (onnx.reference runs the node once at load)."""
-    from onnx.reference import ReferenceEvaluator
-
     changed = False
     for n in list(g.nodes):
-        if n.proto is None or not all((not i) or i in g.consts for i in n.inputs):
+        if not n.evaluable or not all((not i) or i in g.consts for i in n.inputs):
             continue
-        if n.op in ("Dropout",) or not n.inputs:
-            if n.op != "ConstantOfShape" and n.inputs:
-                continue
-        feeds = {i: g.consts[i] for i in n.inputs if i}
-        if sum(v.size for v in feeds.values()) > MAX_FOLD_ELEMENTS:
+        if n.op == "Dropout" and not _dropout_is_identity(g, n):
+            continue  # random: never folded (import refuses it anyway)
+        feeds = [g.consts[i] for i in n.inputs if i]
+        if sum(v.size for v in feeds) > MAX_FOLD_ELEMENTS:
             continue
         try:
-            ev = ReferenceEvaluator(n.proto, opsets={"": g.opset})
-            vals = ev.run(None, feeds)
+            vals = evaluate_node(n, g.consts, g.opset)
         except Exception as e:
             raise node_error(n, f"constant folding failed: {e}") from None
+        if any(v is not None and v.size > MAX_FOLD_ELEMENTS for v in vals):
+            continue
         for name, v in zip(n.outputs, vals):
             if name:
-                g.consts[name] = np.asarray(v)
+                g.consts[name] = v
         g.nodes.remove(n)
         changed = True
     return changed
@@ -99,17 +113,23 @@ def fold_batchnorm(g: Graph) -> bool:
         conv = prod.get(x)
         if conv is None or conv.op != "Conv" or len(cons.get(x, [])) != 1 or x in outs or conv.attr("_act"):
             continue
+        if conv.attr("_residual") or len(conv.inputs) > 3:
+            continue  # BN(conv + residual): the residual would have to be scaled too
+        if int(bn.attr("training_mode", 0)) or (g.opset < 9 and int(bn.attr("spatial", 1)) == 0):
+            continue
         if not all(_is_const(g, i) for i in bn.inputs[1:5]) or not _is_const(g, conv.inputs[1]):
             continue
         if len(conv.inputs) > 2 and conv.inputs[2] and not _is_const(g, conv.inputs[2]):
             continue
-        gamma, beta, mean, var = (g.consts[i].astype(np.float64) for i in bn.inputs[1:5])
+        w = g.consts[conv.inputs[1]].astype(np.float64)
+        co = w.shape[0]
+        if any(g.consts[i].size != co for i in bn.inputs[1:5]):
+            continue
+        gamma, beta, mean, var = (g.consts[i].astype(np.float64).reshape(-1) for i in bn.inputs[1:5])
         eps = float(bn.attr("epsilon", 1e-5))
         scale = gamma / np.sqrt(var + eps)
-        w = g.consts[conv.inputs[1]].astype(np.float64)
-        if w.shape[0] != scale.shape[0]:
-            continue
-        b = g.consts[conv.inputs[2]].astype(np.float64) if len(conv.inputs) > 2 and conv.inputs[2] else 0.0
+        b = g.consts[conv.inputs[2]].astype(np.float64).reshape(-1) if len(conv.inputs) > 2 and conv.inputs[2] \
+            else 0.0
         w2 = (w * scale.reshape((-1,) + (1,) * (w.ndim - 1))).astype(np.float32)
         b2 = ((b - mean) * scale + beta).astype(np.float32)
         wn, bname = conv.name + "::W_bn", conv.name + "::B_bn"
@@ -149,11 +169,11 @@ def _act_of(g: Graph, n: Node):
             if len(n.inputs) > 1 and n.inputs[1]:
                 if n.inputs[1] not in g.consts:
                     return None
-                lo = float(g.consts[n.inputs[1]])
+                lo = float(np.asarray(g.consts[n.inputs[1]]).reshape(-1)[0])
             if len(n.inputs) > 2 and n.inputs[2]:
                 if n.inputs[2] not in g.consts:
                     return None
-                hi = float(g.consts[n.inputs[2]])
+                hi = float(np.asarray(g.consts[n.inputs[2]]).reshape(-1)[0])
             lo = -np.inf if lo is None else lo
             hi = np.inf if hi is None else hi
         if lo == 0.0 and hi == np.inf:
@@ -245,7 +265,7 @@ def fold_pad_into_conv(g: Graph) -> bool:
     prod = g.producers()
     outs = set(g.output_names())
     for n in list(g.nodes):
-        if n.op != "Conv" or n.attr("auto_pad", "NOTSET") not in ("NOTSET", ""):
+        if n.op != "Conv" or n.attr("auto_pad", "NOTSET") not in ("NOTSET", "", "VALID"):
             continue
         p = prod.get(n.inputs[0])
         if p is None or p.op != "Pad" or len(cons.get(n.inputs[0], [])) != 1 or n.inputs[0] in outs:
@@ -273,7 +293,8 @@ def fold_pad_into_conv(g: Graph) -> bool:
         w = g.consts.get(n.inputs[1])
         if w is None or w.ndim != 4:
             continue
-        cp = list(n.attr("pads", [0, 0, 0, 0]))
+        cp = list(n.attr("pads", [0, 0, 0, 0])) if n.attr("auto_pad", "NOTSET") != "VALID" else [0, 0, 0, 0]
+        n.attrs["auto_pad"] = "NOTSET"
         n.attrs["pads"] = [cp[0] + pads[2], cp[1] + pads[3], cp[2] + pads[6], cp[3] + pads[7]]
         n.inputs = [p.inputs[0]] + n.inputs[1:]
         n.fused.append(f"Pad({p.name})")

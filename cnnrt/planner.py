@@ -12,7 +12,7 @@ import numpy as np
 
 from . import _core
 from .errors import ModelError, node_error
-from .ir import Graph, Node
+from .ir import Graph, Node, evaluate_node
 
 ALIGN = 64
 BIN_OPS = {"Add": 0, "Sub": 1, "Mul": 2, "Div": 3, "Max": 4, "Min": 5, "Pow": 6}
@@ -97,10 +97,26 @@ class PlanInfo:
     workspace_bytes: int
     nodes: List[NodeInfo]
     flops: int
+    layout: Dict = field(default_factory=dict, repr=False)  # see Lowering.layout (introspection for tests)
 
     @property
     def peak_bytes(self):
         return _round(self.arena_bytes) + self.workspace_bytes
+
+    def arena_tensors(self):
+        """The arena-planned storages: dicts with offset, nbytes (as reserved), the values (name -> shape) that live
+        in it, and the first/last C node (execution index) that touches it, recomputed from the node list."""
+        st = self.layout.get("storages", [])
+        first, last = {}, {}
+        for idx, (out, ins) in enumerate(self.layout.get("steps", [])):
+            for sid in list(ins) + [out]:
+                first.setdefault(sid, idx)
+                last[sid] = idx
+        res = []
+        for sid, s in enumerate(st):
+            if s["kind"] == _core.ST_ARENA and sid in first:
+                res.append(dict(s, sid=sid, first=first[sid], last=last[sid]))
+        return res
 
 
 def _round(x):
@@ -187,8 +203,6 @@ class Lowering:
 
     # ---- the walk ------------------------------------------------------------------------------------------
     def run(self):
-        from onnx.reference import ReferenceEvaluator
-
         for node in self.g.nodes:
             ins = [i for i in node.inputs if i]
             if node.op == "Shape":
@@ -203,15 +217,15 @@ class Lowering:
             if node.op == "Size" and node.inputs[0] in self.shapes:
                 self.consts[node.outputs[0]] = np.array(_prod(self.shapes[node.inputs[0]]), np.int64)
                 continue
-            if all(i in self.consts for i in ins) and node.proto is not None:
+            if all(i in self.consts for i in ins) and node.evaluable:
+                # a node of constants (shape arithmetic once input shapes are known): computed once, here
                 try:
-                    ev = ReferenceEvaluator(node.proto, opsets={"": self.g.opset})
-                    vals = ev.run(None, {i: self.consts[i] for i in ins})
+                    vals = evaluate_node(node, self.consts, self.g.opset)
                 except Exception as e:
                     raise node_error(node, f"could not evaluate constant node: {e}") from None
                 for o, v in zip(node.outputs, vals):
                     if o:
-                        self.consts[o] = np.asarray(v)
+                        self.consts[o] = v
                 continue
             fn = LOWER.get(node.op)
             if fn is None:
@@ -224,7 +238,8 @@ class Lowering:
         outs = self.graph_outputs
         const_outputs = {}
         for k, o in enumerate(outs):
-            if o in self.consts and o not in self.storage_of:
+            if o in self.consts:
+                # a constant (possibly also read by run-time nodes through a constant storage)
                 const_outputs[k] = np.asarray(self.consts[o])
             elif o in self.storage_of and self.storages[self.storage_of[o]].kind == _core.ST_INPUT:
                 # graph output that is a graph input: copy
@@ -261,7 +276,19 @@ class Lowering:
             else:
                 out_shapes.append(self.shapes[o])
         return PlanInfo(plan, [vi.name for vi in self.g.inputs], outs, out_shapes, const_outputs, arena_bytes,
-                        plan.workspace_bytes, self.infos, sum(i.flops for i in self.infos))
+                        plan.workspace_bytes, self.infos, sum(i.flops for i in self.infos), self.layout(sid_of))
+
+    def layout(self, sid_of):
+        """Storages (kind, arena offset, reserved bytes, values name -> shape) and the C nodes' (out, [ins]) storage
+        ids in execution order: enough to re-check the arena plan independently."""
+        values: Dict[int, Dict[str, tuple]] = {}
+        for name, sid in self.storage_of.items():
+            values.setdefault(sid, {})[name] = tuple(self.shapes.get(name, ()))
+        storages = [{"kind": st.kind, "offset": st.arg if st.kind == _core.ST_ARENA else None,
+                     "nbytes": _round(max(st.nbytes, 4)) if st.kind == _core.ST_ARENA else st.nbytes,
+                     "values": values.get(sid, {})} for sid, st in enumerate(self.storages)]
+        steps = [(sid_of(out), [sid_of(i) for i in ins if i is not None]) for _, out, ins, _ in self.ops]
+        return {"storages": storages, "steps": steps}
 
     def _assign_offsets(self) -> int:
         """Greedy by size (largest first): lowest offset that overlaps no placed tensor alive at the same time."""
@@ -555,7 +582,7 @@ def lower_reduce(L, node):
     axes = _axes_from(L, node)
     keep = int(node.attr("keepdims", 1))
     if not axes:
-        if int(node.attr("noop_with_empty_axes", 0)) and axes is not None:
+        if int(node.attr("noop_with_empty_axes", 0)):  # axes absent or empty: identity
             L.alias(node, node.outputs[0], x, xs)
             return
         axes = list(range(r))
@@ -691,6 +718,13 @@ def lower_identity(L, node):
     x = L.runtime_input(node, node.inputs[0])
     if node.op == "Cast" and int(node.attr("to", 1)) != 1:
         raise node_error(node, "casting a run-time tensor to a non-float type is not supported")
+    if node.op == "Dropout":
+        from .passes import _dropout_is_identity
+
+        if not _dropout_is_identity(L_as_graph(L), node):
+            raise node_error(node, "Dropout in training mode (random) is not supported")
+        if len(node.outputs) > 1 and node.outputs[1]:  # the mask: all true at inference
+            L.consts[node.outputs[1]] = np.ones(L.shapes[x], np.bool_ if L.g.opset >= 10 else np.float32)
     L.alias(node, node.outputs[0], x, L.shapes[x])
 
 
@@ -866,6 +900,44 @@ def lower_gather(L, node):
                (_prod(xs[:a]), xs[a], _prod(xs[a + 1:]), flat), 0)
 
 
+def _scaled(L, node, name, factor, tag):
+    """`name` * factor: a new constant when `name` is constant, else a run-time Mul."""
+    if factor == 1.0:
+        return L.runtime_input(node, name)
+    if name in L.consts:
+        sc = f"{node.outputs[0]}::{tag}"
+        L.consts[sc] = np.asarray(L.consts[name], np.float32) * np.float32(factor)
+        return L.runtime_input(node, sc)
+    f = f"{node.outputs[0]}::{tag}_factor"
+    L.consts[f] = np.array(factor, np.float32)
+    out = f"{node.outputs[0]}::{tag}"
+    _emit_binary(L, node, "Mul", L.runtime_input(node, name), L.runtime_input(node, f), out)
+    return out
+
+
+def _gemm_epilogue(L, node, ab, alpha, cname, beta, out, act, M, N):
+    """out = act(alpha * ab + beta * C) from the product `ab` (alpha not yet applied)."""
+    if cname is None:
+        if alpha != 1.0:
+            f = f"{out}::alpha_factor"
+            L.consts[f] = np.array(alpha, np.float32)
+            _emit_binary(L, node, "Mul", ab, L.runtime_input(node, f), out, act)
+        return
+    if alpha != 1.0:
+        ab2 = f"{out}::alpha_ab"
+        f = f"{out}::alpha_factor"
+        L.consts[f] = np.array(alpha, np.float32)
+        _emit_binary(L, node, "Mul", ab, L.runtime_input(node, f), ab2)
+        ab = ab2
+    c = _scaled(L, node, cname, beta, "beta_c")
+    try:
+        if tuple(np.broadcast_shapes(tuple(L.shapes[c]), (M, N))) != (M, N):
+            raise ValueError
+    except ValueError:
+        raise node_error(node, f"C {L.shapes[c]} does not broadcast to ({M}, {N})") from None
+    _emit_binary(L, node, "Add", ab, c, out, act)
+
+
 def lower_gemm(L, node):
     a = L.runtime_input(node, node.inputs[0])
     as_ = L.shapes[a]
@@ -888,33 +960,30 @@ def lower_gemm(L, node):
             raise node_error(node, f"A {as_} and B {B.shape} do not multiply (transA={ta}, transB={tb})")
         bias, residual_c = None, None
         if cname is not None:
-            if cname in L.consts and np.asarray(L.consts[cname]).size in (1, N) and \
-                    (np.asarray(L.consts[cname]).ndim < 2 or np.asarray(L.consts[cname]).shape[0] == 1):
-                bias = np.broadcast_to(np.asarray(L.consts[cname], np.float32).reshape(-1), (N,)) * beta
+            cv = np.asarray(L.consts[cname]) if cname in L.consts else None
+            if cv is not None and cv.ndim <= 2 and cv.size in (1, N) and (cv.ndim < 2 or cv.shape[0] == 1) and \
+                    (cv.size == 1 or cv.shape[-1] == N):
+                # C of shape [], [1], [N], [1, N], [1, 1]: a bias row
+                bias = np.broadcast_to(cv.astype(np.float32).reshape(-1), (N,)) * np.float32(beta)
             else:
                 residual_c = cname
 
         def make():
-            w = (B.T if tb else B) * alpha
+            w = (B.T if tb else B) * np.float32(alpha)
             return np.ascontiguousarray(w, np.float32), (None if bias is None else np.ascontiguousarray(bias))
 
         fw = L.prep.fc_weights(node, (alpha, beta, ta, tb), make)
         flops = 2 * M * N * K
         if residual_c is None:
             L.define(out, (M, N))
-            L.emit(node, "fc", "add_fc", out, [a, None], (fw, M, x_rs, x_cs, act, L.nthreads), flops)
+            if M * N:
+                L.emit(node, "fc", "add_fc", out, [a, None], (fw, M, x_rs, x_cs, act, L.nthreads), flops)
         else:
             tmp = out + "::ab"
             L.define(tmp, (M, N))
-            L.emit(node, "fc", "add_fc", tmp, [a, None], (fw, M, x_rs, x_cs, None, L.nthreads), flops)
-            c = residual_c
-            if beta != 1.0:
-                cs = c + "::beta"
-                L.consts[cs] = np.asarray(L.consts[c], np.float32) * beta if c in L.consts else None
-                if L.consts[cs] is None:
-                    raise node_error(node, "beta != 1 with a run-time C is not supported")
-                c = cs
-            _emit_binary(L, node, "Add", tmp, L.runtime_input(node, c), out, act)
+            if M * N:
+                L.emit(node, "fc", "add_fc", tmp, [a, None], (fw, M, x_rs, x_cs, None, L.nthreads), flops)
+            _gemm_epilogue(L, node, tmp, 1.0, residual_c, beta, out, act, M, N)
         return
     # B at run time
     b = L.runtime_input(node, bname)
@@ -924,21 +993,29 @@ def lower_gemm(L, node):
     kb, N = (bs[1], bs[0]) if tb else bs
     if kb != K:
         raise node_error(node, f"A {as_} and B {bs} do not multiply")
-    if alpha != 1.0:
-        raise node_error(node, "alpha != 1 with a run-time B is not supported")
     b_rs, b_cs = (1, bs[1]) if tb else (bs[1], 1)
-    tmp = out + "::ab" if cname else out
+    plain = cname is None and alpha == 1.0
+    tmp = out if plain else out + "::ab"
     L.define(tmp, (M, N))
-    L.emit(node, "matmul", "add_matmul", tmp, [a, b],
-           (L.isa, 1, M, N, K, 0, x_rs, x_cs, 0, b_rs, b_cs, None if cname else act, L.nthreads), 2 * M * N * K)
-    if cname:
-        c = cname
-        if beta != 1.0:
-            if c not in L.consts:
-                raise node_error(node, "beta != 1 with a run-time C is not supported")
-            L.consts[c + "::beta"] = np.asarray(L.consts[c], np.float32) * beta
-            c = c + "::beta"
-        _emit_binary(L, node, "Add", tmp, L.runtime_input(node, c), out, act)
+    if M * N:
+        L.emit(node, "matmul", "add_matmul", tmp, [a, b],
+               (L.isa, 1, M, N, K, 0, x_rs, x_cs, 0, b_rs, b_cs, act if plain else None, L.nthreads), 2 * M * N * K)
+    if not plain:
+        _gemm_epilogue(L, node, tmp, alpha, cname, beta, out, act, M, N)
+
+
+def _expand_batch(L, node, name, mat_shape, batch):
+    """Materialize operand `name` (shape [..., r, c], batch dims broadcastable to `batch`) as batch + [r, c]."""
+    full = list(batch) + list(mat_shape[-2:])
+    src = (1,) * (len(full) - len(mat_shape)) + tuple(mat_shape)
+    st = _strides(src)
+    xst = [0 if (src[i] == 1 and full[i] != 1) else st[i] for i in range(len(full))]
+    out = f"{node.outputs[0]}::bcast_{name}"
+    L.define(out, full)
+    if len(full) > 8:
+        raise node_error(node, "rank above 8")
+    L.emit(node, "copy", "add_copy", out, [name], (full, xst, _strides(full), 0, 0), 0)
+    return out
 
 
 def lower_matmul(L, node):
@@ -977,9 +1054,11 @@ def lower_matmul(L, node):
         raise node_error(node, f"batch dims of {tuple(as_)} and {tuple(bs)} do not broadcast") from None
     nb = _prod(batch)
     ab, bb = _prod(a2[:-2]), _prod(b2[:-2])
-    if (ab not in (1, nb)) or (bb not in (1, nb)):
-        raise node_error(node, "partial batch broadcasting in MatMul is not supported")
     out_shape = batch + ([M] if len(as_) >= 2 else []) + ([N] if len(bs) >= 2 else [])
+    if nb * M * N and ab not in (1, nb):  # e.g. [2, 1, M, K] x [3, K, N]: broadcast a's batch dims first
+        a, ab = _expand_batch(L, node, a, a2, batch), nb
+    if nb * M * N and bb not in (1, nb):
+        b, bb = _expand_batch(L, node, b, b2, batch), nb
     L.define(out, out_shape)
     if nb * M * N:
         L.emit(node, "matmul", "add_matmul", out, [a, b],

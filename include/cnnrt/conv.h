@@ -52,10 +52,13 @@ typedef struct cnn_conv2d_plan {
   size_t nthreads;
   size_t workspace_bytes;
 } cnn_conv2d_plan;
+/* Returns CNN_OK, or CNN_ERR_INVALID (batch or input size 0, kernel larger than the padded input, sizes whose
+ * products overflow). The workspace holds nthreads per-thread slices: run with a pool of at most nthreads threads
+ * (a larger pool is not used: the run then executes on the calling thread). */
 int cnn_conv2d_plan_init(cnn_conv2d_plan* p, const cnn_conv2d_weights* w, size_t batch, size_t in_h, size_t in_w,
                          size_t nthreads);
-/* in: [batch, Cin, H, W]; out: [batch, Cout, OH, OW]; residual: like out, or NULL; workspace: workspace_bytes,
- * CNN_ALIGN-aligned. Never allocates. */
+/* in: [batch, Cin, H, W]; out: [batch, Cout, OH, OW]; residual: like out, or NULL, and may be out itself (in-place
+ * add; in must not overlap out); workspace: workspace_bytes, CNN_ALIGN-aligned. Never allocates. */
 void cnn_conv2d_run(const cnn_conv2d_plan* p, const float* in, float* out, const float* residual, void* workspace,
                     cnn_threadpool* pool);
 

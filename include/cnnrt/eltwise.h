@@ -61,12 +61,13 @@ void cnn_f32_channel_affine__scalar(size_t n, size_t c, size_t hw, const float* 
 void cnn_f32_channel_affine__avx2(size_t n, size_t c, size_t hw, const float* scale, const float* shift,
                                   const cnn_act* act, const float* x, float* y);
 
-/* ---------- softmax / log-softmax over the middle axis of [outer, axis, inner] ---------- */
+/* ---------- softmax / log-softmax over the middle axis of [outer, axis, inner] (x == y allowed) ---------- */
 typedef void (*cnn_softmax_fn)(int log, size_t outer, size_t axis, size_t inner, const float* x, float* y);
 void cnn_f32_softmax__scalar(int log, size_t outer, size_t axis, size_t inner, const float* x, float* y);
 void cnn_f32_softmax__avx2(int log, size_t outer, size_t axis, size_t inner, const float* x, float* y);
 
-/* ---------- LRN across channels (ONNX): y = x / (bias + alpha/size * sum_{c' in window} x[c']^2)^beta ---------- */
+/* ---------- LRN across channels (ONNX): y = x / (bias + alpha/size * sum_{c' in window} x[c']^2)^beta ----------
+ * y must not overlap x. */
 void cnn_f32_lrn__scalar(size_t n, size_t c, size_t hw, size_t size, float alpha, float beta, float bias,
                          const float* x, float* y);
 

@@ -37,7 +37,7 @@ typedef void (*cnn_gemm_ukernel_fn)(size_t m, size_t n, size_t kc, const float* 
 typedef struct cnn_gemm_config {
   int isa;
   size_t mr, nr;     /* micro-tile */
-  size_t kc, mc, nc; /* cache blocks: KC (L1/L2 depth), MC (rows of A per L2 block), NC (columns of B per L3 block) */
+  size_t kc, mc, nc; /* cache blocks: KC (L1/L2 depth), MC (rows of A per L2 block), NC (columns of B per task block) */
   cnn_gemm_ukernel_fn ukernel;
 } cnn_gemm_config;
 
@@ -95,7 +95,9 @@ void cnn_gemm_ref(size_t M, size_t N, size_t K, const float* a, size_t a_rs, siz
                   size_t b_rs, size_t b_cs, float* c, size_t ldc, const cnn_gemm_epilogue* epi);
 
 /* General SGEMM with both operands packed per call: C[M,N] (row stride ldc) = A*B + epilogue (whole-matrix
- * pointers, like cnn_gemm_ref). `workspace` holds cnn_sgemm_workspace_size(cfg, M, N, K, nthreads) bytes. */
+ * pointers, like cnn_gemm_ref), then act (NULL or any cnn_act: RELU/CLIP fold into the clamp, others run per tile).
+ * `workspace` (CNN_ALIGN-aligned) holds cnn_sgemm_workspace_size(cfg, M, N, K, nthreads) bytes, nthreads >=
+ * cnn_threadpool_size(pool). epi->residual may equal c (same ld): in-place add. */
 size_t cnn_sgemm_workspace_size(const cnn_gemm_config* cfg, size_t M, size_t N, size_t K, size_t nthreads);
 void cnn_sgemm(const cnn_gemm_config* cfg, size_t M, size_t N, size_t K, const float* a, size_t a_rs, size_t a_cs,
                const float* b, size_t b_rs, size_t b_cs, float* c, size_t ldc, const cnn_gemm_epilogue* epi,
@@ -110,7 +112,8 @@ cnn_fc_weights* cnn_fc_weights_create(size_t K, size_t N, const float* w, size_t
 void cnn_fc_weights_destroy(cnn_fc_weights* w);
 size_t cnn_fc_weights_bytes(const cnn_fc_weights* w);
 size_t cnn_fc_workspace_size(const cnn_fc_weights* w, size_t M, size_t nthreads);
-/* X element (m, k) at x[m*x_rs + k*x_cs]; Y row stride N; residual (M x N, row stride N) or NULL. */
+/* X element (m, k) at x[m*x_rs + k*x_cs]; Y row stride N; residual (M x N, row stride N) or NULL, may equal y.
+ * workspace: cnn_fc_workspace_size(w, M, nthreads) bytes with nthreads >= cnn_threadpool_size(pool). */
 void cnn_fc_run(const cnn_fc_weights* w, size_t M, const float* x, size_t x_rs, size_t x_cs, float* y,
                 const float* residual, const cnn_act* act, void* workspace, cnn_threadpool* pool);
 

@@ -1,9 +1,12 @@
 /* Per-ISA SGEMM blocking parameters and micro-kernels (the only place these numbers live).
  *
  * AVX2 (tuned on a 2-core AMD EPYC Zen 3, 32 KiB L1d / 512 KiB L2 per core, 32 MiB L3):
- *   kc: the B micro-panel (kc x 16 floats) stays in L1 while the A panels stream through it;
- *   mc: the A block (mc x kc) stays in L2;
- *   nc: the B block (kc x nc) lives in L2/L3. */
+ *   kc = 256: the B micro-panel (kc x 16 floats, 16 KiB) stays in L1 while the A panels stream through it;
+ *   mc = 144: the A block (mc x kc, 144 KiB) stays in L2;
+ *   nc = 512: widest task; the packed B block (kc x nc) is written by the packer and read back right away, so it
+ *             should stay in L2/L3 rather than go to memory. Swept 256..4096 (and kc 192..384, mc 72..216) with
+ *             tests/c/bench_conv.c: 512-1024 best for the conv shapes, differences between neighbours within the
+ *             noise of this shared machine. */
 #include "cnnrt/gemm.h"
 #include "cnnrt/hardware.h"
 
@@ -21,7 +24,7 @@ static const cnn_gemm_config g_scalar = {
 #define CNN_AVX2_MC 144
 #endif
 #ifndef CNN_AVX2_NC
-#define CNN_AVX2_NC 2048
+#define CNN_AVX2_NC 512
 #endif
 static const cnn_gemm_config g_avx2 = {
     .isa = CNN_ISA_AVX2, .mr = 6, .nr = 16, .kc = CNN_AVX2_KC, .mc = CNN_AVX2_MC, .nc = CNN_AVX2_NC,

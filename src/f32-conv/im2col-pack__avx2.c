@@ -91,15 +91,20 @@ void cnn_conv_pack_b_im2col__avx2(const cnn_conv_im2col* g, const float* in, siz
     if (ns == 1 && s[0].interior && nv == 16 && sw <= 2) {
       /* the hot case: one run of 16 pixels with every tap inside the input */
       const float* src = in + s[0].iy * W + s[0].ix;
+      /* The rows of B come from up to kc different input lines, too many streams for the hardware prefetcher:
+       * prefetch the line the next panel will need beyond this one's (prefetches never fault). */
       if (sw == 1) {
         for (size_t t = 0; t < kc; t++) {
           const float* p = src + koff[t];
+          _mm_prefetch((const char*)offset_ptr(p, 31), _MM_HINT_T0);
           _mm256_store_ps(dst + t * 16, _mm256_loadu_ps(p));
           _mm256_store_ps(dst + t * 16 + 8, _mm256_loadu_ps(p + 8));
         }
       } else {
         for (size_t t = 0; t < kc; t++) {
           __m256 v0, v1;
+          _mm_prefetch((const char*)offset_ptr(src + koff[t], 47), _MM_HINT_T0);
+          _mm_prefetch((const char*)offset_ptr(src + koff[t], 63), _MM_HINT_T0);
           load_even16(src + koff[t], &v0, &v1);
           _mm256_store_ps(dst + t * 16, v0);
           _mm256_store_ps(dst + t * 16 + 8, v1);
@@ -145,6 +150,7 @@ void cnn_conv_pack_b_im2col__avx2(const cnn_conv_im2col* g, const float* in, siz
         const float* base = offset_ptr(in, sbase[q] + koff[t]);
         if (sw == 1) {
           const float* b = offset_ptr(base, -(ptrdiff_t)s[q].j);
+          _mm_prefetch((const char*)offset_ptr(b, 31), _MM_HINT_T0);
           v0 = _mm256_or_ps(v0, _mm256_maskload_ps(b, k0m));
           v1 = _mm256_or_ps(v1, _mm256_maskload_ps(offset_ptr(b, 8), k1m));
         } else {

@@ -1,7 +1,7 @@
 /* Depthwise convolution, one channel plane at a time, AVX2 + FMA (see cnn_dwconv_fn in include/cnnrt/conv.h).
- * Vectorized along the output width: 8 output columns per vector in the interior columns [ox_lo, ox_hi) (no
- * horizontal padding there), a masked vector for the interior remainder, scalar code for the few edge columns.
- * Stride 1 uses unaligned loads, stride 2 de-interleaves two loads, other strides gather. 3x3 stride 1 (the common
+ * Vectorized along the output width, 8 output columns per vector: in the interior columns [ox_lo, ox_hi) (no
+ * horizontal padding) with plain loads (stride 1), two de-interleaved loads (stride 2) or gathers; the vectors at
+ * the left and right edges mask each tap's lanes that fall into the padding (masked loads or masked gathers). 3x3 stride 1 (the common
  * MobileNet/EfficientNet case) keeps the 9 weights in registers and computes 16 columns per iteration. */
 #include <immintrin.h>
 #include <math.h>
@@ -16,43 +16,35 @@ static inline const float* offset_ptr(const float* p, ptrdiff_t off) {
   return (const float*)((uintptr_t)p + (uintptr_t)(off * (ptrdiff_t)sizeof(float)));
 }
 
-/* lanes l < r of a vector starting at p (stride s); the others are 0 and not read. r in 1..8 */
-static inline __m256 load_strided(const float* p, size_t s, __m256i m, __m256i idx) {
-  if (s == 1) return _mm256_maskload_ps(p, m);
-  if (s == 2) {
-    /* even elements of p[0..15]: lanes 2l for l < r need p[0 .. 2r-2] */
-    const __m256i m0 = _mm256_permutevar8x32_epi32(m, _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3));
-    const __m256i m1 = _mm256_permutevar8x32_epi32(m, _mm256_setr_epi32(4, 4, 5, 5, 6, 6, 7, 7));
-    /* element 2l+1 is never needed: clear the odd lanes of the masks */
-    const __m256i even = _mm256_setr_epi32(-1, 0, -1, 0, -1, 0, -1, 0);
-    const __m256 a = _mm256_maskload_ps(p, _mm256_and_si256(m0, even));
-    const __m256 b = _mm256_maskload_ps(p + 8, _mm256_and_si256(m1, even));
-    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xD8));
-  }
-  return _mm256_mask_i32gather_ps(_mm256_setzero_ps(), p, idx, _mm256_castsi256_ps(m), 4);
-}
-
-/* one output column with every tap checked (edges) */
-static inline float column_checked(const cnn_dwconv_params* p, const float* in, const float* w, float bias,
-                                   ptrdiff_t iy0, size_t ky_lo, size_t ky_hi, size_t ox) {
-  const ptrdiff_t W = (ptrdiff_t)p->w;
-  const ptrdiff_t ix0 = (ptrdiff_t)(ox * p->sw) - (ptrdiff_t)p->pl;
-  float acc = bias;
+/* 8 output columns [ox, ox+8) (lanes >= r unused) near the left/right edge: every tap gets the mask of the
+ * lanes whose input column lies inside the row, so padding reads as 0 without any scalar code. */
+static inline __m256 edge_vec(const cnn_dwconv_params* p, const float* in, const float* w, __m256 acc, ptrdiff_t iy0,
+                              size_t ky_lo, size_t ky_hi, size_t ox, __m256i valid, const __m256i* tab) {
+  const ptrdiff_t W = (ptrdiff_t)p->w, pl = (ptrdiff_t)p->pl;
+  const size_t kw = p->kw, sw = p->sw, dw = p->dw;
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i ix = _mm256_sub_epi32(
+      _mm256_mullo_epi32(_mm256_add_epi32(_mm256_set1_epi32((int)ox), lane), _mm256_set1_epi32((int)sw)),
+      _mm256_set1_epi32((int)pl));
+  const __m256i vw = _mm256_set1_epi32((int)W), neg1 = _mm256_set1_epi32(-1);
   for (size_t ky = ky_lo; ky < ky_hi; ky++) {
     const float* row = in + (iy0 + (ptrdiff_t)(ky * p->dh)) * W;
-    const float* wr = w + ky * p->kw;
-    for (size_t kx = 0; kx < p->kw; kx++) {
-      const ptrdiff_t ix = ix0 + (ptrdiff_t)(kx * p->dw);
-      if (ix >= 0 && ix < W) acc = fmaf(wr[kx], row[ix], acc);
+    const float* wr = w + ky * kw;
+    __m256 racc = _mm256_setzero_ps(); /* one chain per filter row: rows overlap instead of one long FMA chain */
+    for (size_t kx = 0; kx < kw; kx++) {
+      const __m256i x = _mm256_add_epi32(ix, _mm256_set1_epi32((int)(kx * dw)));
+      const __m256i m = tab ? tab[kx]
+                            : _mm256_and_si256(valid, _mm256_and_si256(_mm256_cmpgt_epi32(x, neg1), _mm256_cmpgt_epi32(vw, x)));
+      __m256 v;
+      if (sw == 1) /* lane l reads row[ox - pl + kx*dw + l] */
+        v = _mm256_maskload_ps(offset_ptr(row, (ptrdiff_t)(ox + kx * dw) - pl), m);
+      else
+        v = _mm256_mask_i32gather_ps(_mm256_setzero_ps(), row, x, _mm256_castsi256_ps(m), 4);
+      racc = _mm256_fmadd_ps(_mm256_broadcast_ss(wr + kx), v, racc);
     }
+    acc = _mm256_add_ps(acc, racc);
   }
   return acc;
-}
-
-static inline float finish1(const cnn_dwconv_params* p, float acc, const float* rrow, size_t ox) {
-  if (rrow) acc += rrow[ox];
-  acc = acc < p->min ? p->min : acc;
-  return acc > p->max ? p->max : acc;
 }
 
 /* residual, clamp (NaN-propagating operand order), store lanes < r */
@@ -78,6 +70,35 @@ void cnn_f32_dwconv__avx2(const cnn_dwconv_params* p, const float* in, const flo
   if (k3s1)
     for (int i = 0; i < 9; i++) w9[i] = _mm256_broadcast_ss(w + i);
 
+  /* Edge vectors sit at the same columns in every row: [0, L) and [R, ow), 8 apart, with the interior vectors in
+   * [L, R). Their per-tap lane masks are computed once per plane (when there are few). */
+  const size_t ow = p->ow;
+  size_t L = 0;
+  while (L < ox_lo && L < ow) L += 8;
+  const size_t R = ox_hi > L ? L + (ox_hi - L) / 8 * 8 : L;
+  const size_t n_edge = L / 8 + (R < ow ? cnn_div_up(ow - R, 8) : 0);
+  enum { MAX_EDGE = 4, MAX_KW = 16 };
+  const int tabulate = n_edge <= MAX_EDGE && kw <= MAX_KW;
+  __m256i etab[MAX_EDGE][MAX_KW];
+  if (tabulate) {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), vw = _mm256_set1_epi32((int)W);
+    const __m256i neg1 = _mm256_set1_epi32(-1);
+    size_t e = 0;
+    for (size_t ox = 0; ox < ow; ox += 8) {
+      if (ox >= L && ox < R) continue;
+      const __m256i valid = _mm256_loadu_si256((const __m256i*)(g_mask + 8 - cnn_min_sz(8, ow - ox)));
+      const __m256i ix = _mm256_sub_epi32(
+          _mm256_mullo_epi32(_mm256_add_epi32(_mm256_set1_epi32((int)ox), lane), _mm256_set1_epi32((int)sw)),
+          _mm256_set1_epi32((int)p->pl));
+      for (size_t kx = 0; kx < kw; kx++) {
+        const __m256i x = _mm256_add_epi32(ix, _mm256_set1_epi32((int)(kx * dw)));
+        etab[e][kx] =
+            _mm256_and_si256(valid, _mm256_and_si256(_mm256_cmpgt_epi32(x, neg1), _mm256_cmpgt_epi32(vw, x)));
+      }
+      e++;
+    }
+  }
+
   for (size_t oy = 0; oy < p->oh; oy++) {
     const ptrdiff_t iy0 = (ptrdiff_t)(oy * p->sh) - (ptrdiff_t)p->pt;
     const size_t ky_lo = iy0 >= 0 ? 0 : cnn_div_up((size_t)(-iy0), dh);
@@ -85,9 +106,13 @@ void cnn_f32_dwconv__avx2(const cnn_dwconv_params* p, const float* in, const flo
     float* orow = out + oy * p->ow;
     const float* rrow = residual ? residual + oy * p->ow : NULL;
 
-    size_t ox = 0;
-    for (; ox < ox_lo; ox++)
-      orow[ox] = finish1(p, column_checked(p, in, w, bias, iy0, ky_lo, ky_hi, ox), rrow, ox);
+    size_t ox = 0, e = 0;
+    for (; ox < L; ox += 8, e++) { /* left edge */
+      const size_t r = cnn_min_sz(8, ow - ox);
+      const __m256i m = _mm256_loadu_si256((const __m256i*)(g_mask + 8 - r));
+      finish8(edge_vec(p, in, w, vb, iy0, ky_lo, ky_hi, ox, m, tabulate ? etab[e] : NULL), rrow ? rrow + ox : NULL,
+              orow + ox, lo, hi, m, r == 8);
+    }
 
     /* input of column ox, filter row ky, tap 0: in + (iy0 + ky*dh)*W + ox*sw - pl (inside the plane for interior) */
     const float* base = offset_ptr(in, (iy0 + (ptrdiff_t)(ky_lo * dh)) * W - (ptrdiff_t)p->pl); /* row ky_lo */
@@ -95,7 +120,7 @@ void cnn_f32_dwconv__avx2(const cnn_dwconv_params* p, const float* in, const flo
       const float* r0 = base;
       const float* r1 = r0 + W;
       const float* r2 = r1 + W;
-      for (; ox + 16 <= ox_hi; ox += 16) {
+      for (; ox + 16 <= R; ox += 16) {
         __m256 a0 = vb, a1 = vb, b0 = _mm256_setzero_ps(), b1 = _mm256_setzero_ps();
 #define TAP3(r, wi, acc0, acc1)                                                      \
   acc0 = _mm256_fmadd_ps(w9[wi + 0], _mm256_loadu_ps(r + ox + 0), acc0);             \
@@ -112,36 +137,39 @@ void cnn_f32_dwconv__avx2(const cnn_dwconv_params* p, const float* in, const flo
         finish8(_mm256_add_ps(a1, b1), rrow ? rrow + ox + 8 : NULL, orow + ox + 8, lo, hi, full_mask, 1);
       }
     }
-    for (; ox < ox_hi; ox += 8) {
-      const size_t r = cnn_min_sz(8, ox_hi - ox);
-      const int full = r == 8;
-      const __m256i m = full ? full_mask : _mm256_loadu_si256((const __m256i*)(g_mask + 8 - r));
+    for (; ox < R; ox += 8) { /* interior: no tap reads padding horizontally */
       __m256 acc = vb;
       const float* rowp = offset_ptr(base, (ptrdiff_t)(ox * sw));
-      /* stride 2, 8 columns: plain loads of 16 floats when the 16th (unused) one is still inside the row */
-      const int s2_plain = full && sw == 2 && (ptrdiff_t)(ox * 2 + 15 + ext_x) < W + (ptrdiff_t)p->pl;
+      /* stride 2: plain loads of 16 floats when the 16th (unused) one is still inside the row */
+      const int s2_plain = sw == 2 && (ptrdiff_t)(ox * 2 + 15 + ext_x) < W + (ptrdiff_t)p->pl;
       for (size_t ky = ky_lo; ky < ky_hi; ky++, rowp = offset_ptr(rowp, (ptrdiff_t)dh * W)) {
         const float* wr = w + ky * kw;
-        if (sw == 1 && full) {
+        __m256 racc = _mm256_setzero_ps(); /* one chain per filter row */
+        if (sw == 1) {
           for (size_t kx = 0; kx < kw; kx++)
-            acc = _mm256_fmadd_ps(_mm256_broadcast_ss(wr + kx), _mm256_loadu_ps(rowp + kx * dw), acc);
+            racc = _mm256_fmadd_ps(_mm256_broadcast_ss(wr + kx), _mm256_loadu_ps(rowp + kx * dw), racc);
         } else if (s2_plain) {
           for (size_t kx = 0; kx < kw; kx++) {
             const float* q = rowp + kx * dw;
             const __m256 a = _mm256_loadu_ps(q), b = _mm256_loadu_ps(q + 8);
             const __m256 even =
                 _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xD8));
-            acc = _mm256_fmadd_ps(_mm256_broadcast_ss(wr + kx), even, acc);
+            racc = _mm256_fmadd_ps(_mm256_broadcast_ss(wr + kx), even, racc);
           }
         } else {
           for (size_t kx = 0; kx < kw; kx++)
-            acc = _mm256_fmadd_ps(_mm256_broadcast_ss(wr + kx), load_strided(rowp + kx * dw, sw, m, idx), acc);
+            racc = _mm256_fmadd_ps(_mm256_broadcast_ss(wr + kx), _mm256_i32gather_ps(rowp + kx * dw, idx, 4), racc);
         }
+        acc = _mm256_add_ps(acc, racc);
       }
-      finish8(acc, rrow ? rrow + ox : NULL, orow + ox, lo, hi, m, full);
+      finish8(acc, rrow ? rrow + ox : NULL, orow + ox, lo, hi, full_mask, 1);
     }
-    for (ox = ox_hi; ox < p->ow; ox++)
-      orow[ox] = finish1(p, column_checked(p, in, w, bias, iy0, ky_lo, ky_hi, ox), rrow, ox);
+    for (; ox < ow; ox += 8, e++) { /* right edge (ox == R here) */
+      const size_t r = cnn_min_sz(8, ow - ox);
+      const __m256i m = _mm256_loadu_si256((const __m256i*)(g_mask + 8 - r));
+      finish8(edge_vec(p, in, w, vb, iy0, ky_lo, ky_hi, ox, m, tabulate ? etab[e] : NULL), rrow ? rrow + ox : NULL,
+              orow + ox, lo, hi, m, r == 8);
+    }
     if (p->act_fn) p->act_fn(p->act, orow, orow, p->ow);
   }
 }

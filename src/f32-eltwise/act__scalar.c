@@ -28,7 +28,10 @@ void cnn_f32_act__scalar(const cnn_act* act, const float* x, float* y, size_t n)
       }
       break;
     case CNN_ACT_LEAKY:
-      for (size_t i = 0; i < n; i++) { const float v = x[i]; y[i] = v >= 0.0f ? v : a * v; }
+      for (size_t i = 0; i < n; i++) { /* both sides computed: a select, no branch */
+        const float v = x[i], av = a * v;
+        y[i] = v >= 0.0f ? v : av;
+      }
       break;
     case CNN_ACT_SIGMOID:
       for (size_t i = 0; i < n; i++) y[i] = sigmoid_ref(x[i]);
@@ -48,13 +51,14 @@ void cnn_f32_act__scalar(const cnn_act* act, const float* x, float* y, size_t n)
         t = t + 0.5f;
         t = t < 0.0f ? 0.0f : t;
         t = t > 1.0f ? 1.0f : t;
-        y[i] = t == 0.0f ? 0.0f : v * t;
+        const float p = v * t;
+        y[i] = t == 0.0f ? 0.0f : p;
       }
       break;
     case CNN_ACT_SILU:
       for (size_t i = 0; i < n; i++) {
-        const float v = x[i], s = sigmoid_ref(v);
-        y[i] = s == 0.0f ? 0.0f : v * s;
+        const float v = x[i], s = sigmoid_ref(v), p = v * s;
+        y[i] = s == 0.0f ? 0.0f : p;
       }
       break;
     case CNN_ACT_TANH:

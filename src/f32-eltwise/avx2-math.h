@@ -60,7 +60,7 @@ static inline __m256 cnn_avx2_tanh(__m256 x) {
   const __m256 one = _mm256_set1_ps(1.0f);
   const __m256 big = _mm256_div_ps(_mm256_sub_ps(one, e), _mm256_add_ps(one, e));
   const __m256 x2 = _mm256_mul_ps(ax, ax);
-  __m256 q = _mm256_set1_ps(-5.8e-3f);
+  __m256 q = _mm256_set1_ps(-5.704985e-3f);
   q = _mm256_fmadd_ps(q, x2, _mm256_set1_ps(2.0639086e-2f));
   q = _mm256_fmadd_ps(q, x2, _mm256_set1_ps(-5.3739715e-2f));
   q = _mm256_fmadd_ps(q, x2, _mm256_set1_ps(1.3331442e-1f));

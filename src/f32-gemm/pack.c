@@ -37,19 +37,25 @@ void cnn_gemm_pack_a(size_t mr, size_t m, size_t kc, const float* a, size_t rs, 
 
 void cnn_gemm_pack_b(size_t nr, size_t kc, size_t n, const float* b, size_t rs, size_t cs, float* packed) {
   if (cs == 1 && nr == 16) {
-    /* Rows contiguous (the common case: row-major B, NCHW activations of a 1x1 convolution). Row k outer, so the
-     * source is read as kc sequential streams (prefetcher friendly); each row is cut into 64-byte pieces, one per
-     * panel, by a fixed-size copy the compiler turns into vector moves. */
+    /* Rows contiguous (row-major B, NCHW activations of a 1x1 convolution): blocks of 16 rows outer, panels
+     * inner, so the source is read as 16 sequential streams (prefetcher friendly) and each panel receives 1 KiB
+     * contiguous; a fixed-size 64-byte copy the compiler turns into vector moves. (Row-outer order would write
+     * with a stride of kc*64 bytes, a multiple of 4 KiB: every write in the same L1 set.) */
     const size_t full = n / 16, tail = n % 16;
-    for (size_t k = 0; k < kc; k++) {
-      const float* src = b + k * rs;
-      float* dst = packed + k * 16;
-      for (size_t p = 0; p < full; p++) memcpy(dst + p * 16 * kc, src + p * 16, 16 * sizeof(float));
+    for (size_t k0 = 0; k0 < kc; k0 += 16) {
+      const size_t k1 = cnn_min_sz(kc, k0 + 16);
+      for (size_t p = 0; p < full; p++) {
+        float* dst = packed + p * 16 * kc;
+        const float* src = b + p * 16;
+        for (size_t k = k0; k < k1; k++) memcpy(dst + k * 16, src + k * rs, 16 * sizeof(float));
+      }
       if (tail) {
-        float* d = dst + full * 16 * kc;
-        const float* s = src + full * 16;
-        for (size_t j = 0; j < tail; j++) d[j] = s[j];
-        for (size_t j = tail; j < 16; j++) d[j] = 0.0f;
+        float* dst = packed + full * 16 * kc;
+        const float* src = b + full * 16;
+        for (size_t k = k0; k < k1; k++) {
+          for (size_t j = 0; j < tail; j++) dst[k * 16 + j] = src[k * rs + j];
+          for (size_t j = tail; j < 16; j++) dst[k * 16 + j] = 0.0f;
+        }
       }
     }
     return;

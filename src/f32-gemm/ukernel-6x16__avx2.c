@@ -14,22 +14,28 @@ static const int32_t g_mask[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0
   do {                                                             \
     const __m256 b0 = _mm256_load_ps(b + (off) * 16);              \
     const __m256 b1 = _mm256_load_ps(b + (off) * 16 + 8);          \
-    __m256 av = _mm256_broadcast_ss(a + (off) * 6 + 0);            \
+    STEP_AB(b0, b1);                                               \
+  } while (0)
+
+/* the 12 FMAs of one k: broadcast a[0..5] (at `a`), times B row (b0, b1) */
+#define STEP_AB(b0, b1)                                            \
+  do {                                                             \
+    __m256 av = _mm256_broadcast_ss(a + 0);                        \
     c00 = _mm256_fmadd_ps(av, b0, c00);                            \
     c01 = _mm256_fmadd_ps(av, b1, c01);                            \
-    av = _mm256_broadcast_ss(a + (off) * 6 + 1);                   \
+    av = _mm256_broadcast_ss(a + 1);                               \
     c10 = _mm256_fmadd_ps(av, b0, c10);                            \
     c11 = _mm256_fmadd_ps(av, b1, c11);                            \
-    av = _mm256_broadcast_ss(a + (off) * 6 + 2);                   \
+    av = _mm256_broadcast_ss(a + 2);                               \
     c20 = _mm256_fmadd_ps(av, b0, c20);                            \
     c21 = _mm256_fmadd_ps(av, b1, c21);                            \
-    av = _mm256_broadcast_ss(a + (off) * 6 + 3);                   \
+    av = _mm256_broadcast_ss(a + 3);                               \
     c30 = _mm256_fmadd_ps(av, b0, c30);                            \
     c31 = _mm256_fmadd_ps(av, b1, c31);                            \
-    av = _mm256_broadcast_ss(a + (off) * 6 + 4);                   \
+    av = _mm256_broadcast_ss(a + 4);                               \
     c40 = _mm256_fmadd_ps(av, b0, c40);                            \
     c41 = _mm256_fmadd_ps(av, b1, c41);                            \
-    av = _mm256_broadcast_ss(a + (off) * 6 + 5);                   \
+    av = _mm256_broadcast_ss(a + 5);                               \
     c50 = _mm256_fmadd_ps(av, b0, c50);                            \
     c51 = _mm256_fmadd_ps(av, b1, c51);                            \
   } while (0)
@@ -155,3 +161,4 @@ void cnn_f32_gemm_ukernel_6x16__avx2(size_t m, size_t n, size_t kc, const float*
   FOR_ROWS(STORE_PART);
 #undef STORE_PART
 }
+

@@ -1,7 +1,8 @@
 /* 2-D max / average pooling and global pooling, NCHW, AVX2.
  * pool2d: 8 adjacent outputs of a row at a time for stride 1 and 2 where the window lies horizontally inside the
- * input (stride 2: two loads + an even/odd shuffle per tap, the lane order fixed once at the end); the border
- * columns, other strides and rows with no valid tap go through the scalar per-output code. Taps are visited in the
+ * input (stride 2: two loads + an even/odd shuffle per tap, the lane order fixed once at the end; a row's last
+ * block overlaps the previous one rather than leaving a remainder); the border columns, other strides and rows
+ * with no valid tap go through the scalar per-output code. Taps are visited in the
  * scalar kernel's order (ky, then kx ascending) and averages divide by the same float, so results are bit-identical
  * to cnn_f32_pool2d__scalar. */
 #include <immintrin.h>
@@ -14,12 +15,14 @@ static inline void window_1d(size_t o, size_t stride, size_t pad_begin, size_t p
                              size_t in, size_t* k_lo, size_t* k_hi, size_t* k_pad) {
   const ptrdiff_t start = (ptrdiff_t)(o * stride) - (ptrdiff_t)pad_begin;
   const ptrdiff_t last_in = (ptrdiff_t)in - 1, last_pad = (ptrdiff_t)(in + pad_end) - 1;
-  size_t lo = start >= 0 ? 0 : (size_t)((-start + (ptrdiff_t)dil - 1) / (ptrdiff_t)dil);
-  size_t hi = start > last_in ? 0 : cnn_min_sz(k, (size_t)((last_in - start) / (ptrdiff_t)dil) + 1);
+  const ptrdiff_t dl = (ptrdiff_t)dil;
+  /* (dil == 1 tested first: an integer division costs more than the rest of a small window) */
+  size_t lo = start >= 0 ? 0 : (size_t)(dl == 1 ? -start : (-start + dl - 1) / dl);
+  size_t hi = start > last_in ? 0 : cnn_min_sz(k, (size_t)(dl == 1 ? last_in - start : (last_in - start) / dl) + 1);
   if (lo > hi) lo = hi;
   *k_lo = lo;
   *k_hi = hi;
-  *k_pad = start > last_pad ? 0 : cnn_min_sz(k, (size_t)((last_pad - start) / (ptrdiff_t)dil) + 1);
+  *k_pad = start > last_pad ? 0 : cnn_min_sz(k, (size_t)(dl == 1 ? last_pad - start : (last_pad - start) / dl) + 1);
 }
 
 /* One output, exactly as the scalar kernel computes it. */
@@ -111,10 +114,17 @@ static void pool2d_impl(int is_max, int stride2, const cnn_pool2d_desc* d, size_
         const float* r0 = xp + (size_t)(iy0 + (ptrdiff_t)(ky0 * dh)) * w;
         const size_t nrows = ky1 - ky0;
         const __m256 vdiv = _mm256_set1_ps((float)((d->count_include_pad ? kyp : nrows) * kw));
-        for (; ox + 8 <= vec_end; ox += 8) {
-          __m256 v = pool8(is_max, stride2, r0 + (ox * sw - pl), nrows, dh * w, kw, dw);
-          if (!is_max) v = _mm256_div_ps(v, vdiv);
-          _mm256_storeu_ps(yr + ox, v);
+        if (vec_end >= ox + 8) {
+          for (;; ox += 8) {
+            /* the last block is moved back to end at vec_end: it recomputes a few outputs (same bits) instead of
+             * leaving them to the scalar path */
+            if (ox + 8 > vec_end) ox = vec_end - 8;
+            __m256 v = pool8(is_max, stride2, r0 + (ox * sw - pl), nrows, dh * w, kw, dw);
+            if (!is_max) v = _mm256_div_ps(v, vdiv);
+            _mm256_storeu_ps(yr + ox, v);
+            if (ox + 8 == vec_end) break;
+          }
+          ox = vec_end;
         }
       }
       for (; ox < ow; ox++) yr[ox] = pool_one(d, xp, w, iy0, ky0, ky1, kyp, ox);

@@ -9,12 +9,14 @@ static inline void window_1d(size_t o, size_t stride, size_t pad_begin, size_t p
                              size_t in, size_t* k_lo, size_t* k_hi, size_t* k_pad) {
   const ptrdiff_t start = (ptrdiff_t)(o * stride) - (ptrdiff_t)pad_begin;
   const ptrdiff_t last_in = (ptrdiff_t)in - 1, last_pad = (ptrdiff_t)(in + pad_end) - 1;
-  size_t lo = start >= 0 ? 0 : (size_t)((-start + (ptrdiff_t)dil - 1) / (ptrdiff_t)dil);
-  size_t hi = start > last_in ? 0 : cnn_min_sz(k, (size_t)((last_in - start) / (ptrdiff_t)dil) + 1);
+  const ptrdiff_t dl = (ptrdiff_t)dil;
+  /* (dil == 1 tested first: an integer division costs more than the rest of a small window) */
+  size_t lo = start >= 0 ? 0 : (size_t)(dl == 1 ? -start : (-start + dl - 1) / dl);
+  size_t hi = start > last_in ? 0 : cnn_min_sz(k, (size_t)(dl == 1 ? last_in - start : (last_in - start) / dl) + 1);
   if (lo > hi) lo = hi;
   *k_lo = lo;
   *k_hi = hi;
-  *k_pad = start > last_pad ? 0 : cnn_min_sz(k, (size_t)((last_pad - start) / (ptrdiff_t)dil) + 1);
+  *k_pad = start > last_pad ? 0 : cnn_min_sz(k, (size_t)(dl == 1 ? last_pad - start : (last_pad - start) / dl) + 1);
 }
 
 void cnn_f32_pool2d__scalar(const cnn_pool2d_desc* d, size_t nc, size_t h, size_t w, size_t oh, size_t ow,

@@ -308,6 +308,7 @@ typedef struct {
   int res_in_c, pointwise;
   size_t H, W, N; /* N = OH*OW */
   cnn_conv_im2col geom;
+  cnn_conv_pack_b_fn pack_b;
   cnn_gemm_tiling t;
   float* ws;
   size_t slice, b_floats;
@@ -341,7 +342,7 @@ static void gemm_task(void* vctx, size_t tid, size_t i, size_t j) {
     if (x->pointwise)
       cnn_gemm_pack_b(cfg->nr, kc, n1 - n0, in_g + pc * HW + n0, HW, 1, bpk);
     else
-      w->pack_b(&x->geom, in_g, pc, kc, n0, n1 - n0, cfg->nr, bpk, ktab);
+      x->pack_b(&x->geom, in_g, pc, kc, n0, n1 - n0, cfg->nr, bpk, ktab);
     for (size_t ic = m0; ic < m1; ic += cfg->mc) {
       const size_t mc = cnn_min_sz(cfg->mc, m1 - ic);
       e.bias_row = w->bias ? w->bias + co0 + ic : NULL;
@@ -361,15 +362,17 @@ typedef struct {
   const float* res;
   size_t HW, OHW;
   cnn_dwconv_params prm;
+  cnn_dwconv_fn fn;
 } dw_ctx;
 
 static void dw_task(void* vctx, size_t tid, size_t n, size_t co) {
   const dw_ctx* x = (const dw_ctx*)vctx;
+  const cnn_dwconv_fn fn = x->fn;
   const cnn_conv2d_weights* w = x->w;
   const size_t C = w->d.out_channels, ci = co / w->cout_g; /* cout_g: channel multiplier */
   const size_t khw = w->d.kernel_h * w->d.kernel_w;
   const size_t o = (n * C + co) * x->OHW;
-  w->dw(&x->prm, x->in + (n * w->d.in_channels + ci) * x->HW, w->packed + co * khw, w->bias ? w->bias[co] : 0.0f,
+  fn(&x->prm, x->in + (n * w->d.in_channels + ci) * x->HW, w->packed + co * khw, w->bias ? w->bias[co] : 0.0f,
         x->res ? x->res + o : NULL, x->out + o);
 }
 
@@ -396,10 +399,14 @@ void cnn_conv2d_run(const cnn_conv2d_plan* p, const float* in, float* out, const
       x.HW = p->in_h * p->in_w;
       x.OHW = p->out_h * p->out_w;
       cnn_dwconv_params_init(&x.prm, d, p->in_h, p->in_w, p->out_h, p->out_w);
+      /* the AVX2 kernel computes column indices in 32-bit lanes: absurdly wide rows take the scalar one */
+      const size_t lim = (size_t)1 << 30;
+      const int narrow = p->in_w + d->pad_left < lim && p->out_w * d->stride_w + (d->kernel_w - 1) * d->dilation_w < lim;
       x.prm.min = w->act_min;
       x.prm.max = w->act_max;
       x.prm.act_fn = w->act_fn;
       x.prm.act = &d->act;
+      x.fn = narrow ? w->dw : cnn_f32_dwconv__scalar;
       cnn_parallelize_2d(pool, dw_task, &x, p->batch, d->out_channels);
       return;
     }
@@ -429,6 +436,8 @@ void cnn_conv2d_run(const cnn_conv2d_plan* p, const float* in, float* out, const
       x.geom.dw = d->dilation_w;
       x.geom.pt = d->pad_top;
       x.geom.pl = d->pad_left;
+      /* the AVX2 packer forms gather indices (up to 16*stride) in 32-bit lanes */
+      x.pack_b = d->stride_w < ((size_t)1 << 26) ? w->pack_b : cnn_conv_pack_b_im2col__scalar;
       x.ws = (float*)workspace;
       x.slice = gemm_slice_floats(w, x.N, &x.b_floats);
       cnn_gemm_tiling_init(w->cfg, w->cout_g, x.N, p->batch * d->groups, nthreads, &x.t);

@@ -66,7 +66,7 @@ static void* worker_main(void* arg) {
   cnn_threadpool* p = wa->pool;
   const size_t tid = wa->tid;
   free(wa);
-  unsigned seen = atomic_load(&p->generation);
+  unsigned seen = 0; /* the generation at creation: a job posted before this thread starts is still seen */
   for (;;) {
     /* spin a little, then sleep */
     unsigned g = atomic_load_explicit(&p->generation, memory_order_acquire);

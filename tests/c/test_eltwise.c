@@ -32,6 +32,10 @@
 /* ------------------------------------------------------------------------------------------------------------- */
 /* comparison helpers                                                                                             */
 
+/* Every array comparison is counted (the CHECK lines aggregate them per kernel so that a failure prints its first
+ * instance only). */
+static size_t g_cmp = 0, g_cmp_bad = 0, g_cmp_elems = 0;
+
 static int same_bits(float a, float b) {
   if (isnan(a) && isnan(b)) return 1;
   uint32_t x, y;
@@ -42,27 +46,36 @@ static int same_bits(float a, float b) {
 
 /* Bit-exact (NaN == any NaN). Returns the first mismatching index or n. */
 static size_t first_diff_bits(const float* got, const float* want, size_t n) {
+  g_cmp++;
+  g_cmp_elems += n;
   for (size_t i = 0; i < n; i++)
-    if (!same_bits(got[i], want[i])) return i;
+    if (!same_bits(got[i], want[i])) {
+      g_cmp_bad++;
+      return i;
+    }
   return n;
 }
 
 /* |got - want| <= atol + rtol*|want|; NaN must match NaN and infinities must be equal. Returns the first failing
  * index or n. (test_util.h's compare() lets inf vs -inf through when rtol > 0, hence this stricter version.) */
 static size_t first_diff_tol(const float* got, const float* want, size_t n, double atol, double rtol) {
-  for (size_t i = 0; i < n; i++) {
+  g_cmp++;
+  g_cmp_elems += n;
+  size_t i = 0;
+  for (; i < n; i++) {
     const float g = got[i], w = want[i];
     if (isnan(g) || isnan(w)) {
-      if (!(isnan(g) && isnan(w))) return i;
+      if (!(isnan(g) && isnan(w))) break;
       continue;
     }
     if (isinf(g) || isinf(w)) {
-      if (g != w) return i;
+      if (g != w) break;
       continue;
     }
-    if (fabs((double)g - (double)w) > atol + rtol * fabs((double)w)) return i;
+    if (fabs((double)g - (double)w) > atol + rtol * fabs((double)w)) break;
   }
-  return n;
+  if (i < n) g_cmp_bad++;
+  return i;
 }
 
 #define CHECK_BITS(got, want, n, ...)                                                                          \
@@ -1020,5 +1033,6 @@ int main(int argc, char** argv) {
   test_parallel(pool);
 
   cnn_threadpool_destroy(pool);
+  printf("test_eltwise: %zu array comparisons (%zu elements), %zu mismatched\n", g_cmp, g_cmp_elems, g_cmp_bad);
   return test_summary("test_eltwise");
 }

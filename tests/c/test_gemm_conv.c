@@ -172,6 +172,7 @@ static void test_ukernels(void) {
             memcpy(c1, c0, sizeof(c0));
             cnn_f32_gemm_ukernel_6x16__scalar(m, n, kc, a, b, c0, LDC, accumulate, eo ? &e : NULL);
             cnn_f32_gemm_ukernel_6x16__avx2(m, n, kc, a, b, c1, LDC, accumulate, eo ? &e : NULL);
+
             /* S per output: sum |a*b| + |biases| + |residual| (scalar kernel on absolute values) + |C| */
             float cabs[8 * LDC];
             for (size_t i = 0; i < 8 * LDC; i++) cabs[i] = 0;
@@ -602,6 +603,17 @@ static void test_conv_regressions(cnn_threadpool* pool2) {
   /* depthwise in-place residual */
   c = make_case(1, 3, 3, 3, 11, 29, 3, 3, 1, 1, 1, 1, 1, CNN_ACT_NONE);
   c.inplace = 1;
+  run_conv_case(&c, pool2);
+  /* wide rows: many 16-pixel panels with every tap inside the input (the packer's fast path), 3x3, 5x5,
+   * dilation 2, groups */
+  c = make_case(1, 24, 10, 1, 30, 50, 3, 3, 1, 1, 1, 1, 1, CNN_ACT_RELU);
+  run_conv_case(&c, pool2);
+  c = make_case(2, 7, 9, 1, 21, 70, 5, 5, 1, 1, 2, 1, 0, CNN_ACT_NONE);
+  run_conv_case(&c, pool2);
+  c = make_case(1, 8, 12, 2, 19, 41, 3, 3, 1, 2, 2, 0, 1, CNN_ACT_SILU);
+  c.inplace = 1;
+  run_conv_case(&c, pool2);
+  c = make_case(1, 100, 8, 1, 9, 37, 3, 3, 1, 1, 0, 1, 0, CNN_ACT_NONE); /* K = 900: several K blocks */
   run_conv_case(&c, pool2);
   /* asymmetric padding on a 1x3 kernel */
   c = make_case(1, 5, 6, 1, 7, 23, 1, 3, 1, 1, 0, 1, 0, CNN_ACT_NONE);

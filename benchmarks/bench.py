@@ -1,0 +1,443 @@
+#!/usr/bin/env python3
+"""cnnrt vs onnxruntime, side by side in one process: same model, same input, same thread count.
+
+  PYTHONPATH=. python3 benchmarks/bench.py [--models convnet,convnet3,resnet18,...] [--batch 1,8] [--threads 1,2]
+                                           [--out benchmarks/RESULTS.md] [--aa] [--append]
+
+Method (see benchmarks/README.md):
+  * onnxruntime: ORT_ENABLE_ALL, intra_op_num_threads = threads, inter_op_num_threads = 1, ORT_SEQUENTIAL.
+    cnnrt: Session(num_threads=threads).
+  * both are warmed up, then timed in ALTERNATING blocks (each block ~--block-s seconds of back-to-back runs of
+    one runtime; the order within a round alternates A,B / B,A), with a --pause-s sleep before every block:
+    onnxruntime's pool threads spin for a while after a run and would steal cores from whatever runs next.
+  * per runtime: median over blocks of the per-block median latency ("median"), and the 90th percentile of all
+    runs ("p90"); ratio = cnnrt median / onnxruntime median (< 1: cnnrt faster).
+  * GFLOP/s = 2 x MACs of Conv and Gemm/MatMul (from the ONNX graph's inferred shapes) / median latency, and % of the
+    machine's peak MEASURED by benchmarks/peak/fma_peak.c (compiled here with gcc -O2 -mavx2 -mfma) for the same
+    number of threads.
+  * --aa: A/A check, cnnrt vs cnnrt and onnxruntime vs onnxruntime (two sessions each) through the exact same
+    procedure: the ratios must come out 1.00 within a few %, which bounds the method's own noise.
+Default set: the shipped ConvNet (models/convnet.onnx) at batch 1 and 32, the seed ConvNet at 3x64x64 (batch 1 and
+32), resnet18 (batch 1 and 8), resnet50, vgg16, mobilenet_v2, squeezenet1_1, efficientnet_b0 (batch 1), each at 1
+and 2 threads; the zoo models come from benchmarks/export_models.py (opset 17), missing ones are skipped.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+# name -> path; the default batches per model (the issue's table)
+MODEL_PATHS = {
+    "convnet": os.path.join(ROOT, "models", "convnet.onnx"),
+    "convnet3": os.path.join(HERE, "models", "convnet3-op17.onnx"),
+}
+ZOO = ["resnet18", "resnet50", "vgg16", "mobilenet_v2", "squeezenet1_1", "efficientnet_b0", "mobilenet_v3_large",
+       "googlenet", "densenet121", "shufflenet_v2_x1_0"]
+DEFAULT_SET = [("convnet", 1), ("convnet", 32), ("convnet3", 1), ("convnet3", 32), ("resnet18", 1), ("resnet18", 8),
+               ("resnet50", 1), ("vgg16", 1), ("mobilenet_v2", 1), ("squeezenet1_1", 1), ("efficientnet_b0", 1)]
+AA_DEFAULT_SET = [("convnet", 1), ("convnet", 32), ("resnet18", 1), ("mobilenet_v2", 1)]
+
+
+def model_path(name):
+    if name in MODEL_PATHS:
+        return MODEL_PATHS[name]
+    if os.path.exists(name):
+        return name
+    return os.path.join(HERE, "models", f"{name}-op17.onnx")
+
+
+# ---- FLOPs ---------------------------------------------------------------------------------------------------------
+def count_flops(path, input_shape):
+    """2 x MACs of every Conv, Gemm and MatMul, from the ONNX graph with shapes inferred for this input shape."""
+    import onnx
+    from onnx import numpy_helper, shape_inference
+
+    m = onnx.load(path)
+    inp = m.graph.input[0]
+    for d, v in zip(inp.type.tensor_type.shape.dim, input_shape):
+        d.ClearField("dim_param")
+        d.dim_value = int(v)
+    inits = {t.name: tuple(t.dims) for t in m.graph.initializer}
+    # drop the weights before inference: only their dims matter (keeps vgg16's 550 MB out of the copy)
+    for t in m.graph.initializer:
+        t.ClearField("raw_data")
+        t.ClearField("float_data")
+    m = shape_inference.infer_shapes(m)
+    shapes = {vi.name: tuple(d.dim_value for d in vi.type.tensor_type.shape.dim)
+              for vi in list(m.graph.value_info) + list(m.graph.input) + list(m.graph.output)}
+    shapes.update(inits)
+    del numpy_helper
+    total = 0
+    for n in m.graph.node:
+        if n.op_type in ("Conv", "ConvTranspose"):
+            w = shapes.get(n.input[1])
+            y = shapes.get(n.output[0])
+            if not w or not y or 0 in y:
+                raise ValueError(f"no shape for {n.name}")
+            # y = [N, Cout, *spatial], w = [Cout, Cin/group, *kernel]
+            total += 2 * int(np.prod(y)) * int(np.prod(w[1:]))
+        elif n.op_type in ("Gemm", "MatMul"):
+            a, b = shapes.get(n.input[0]), shapes.get(n.input[1])
+            y = shapes.get(n.output[0])
+            if not a or not b or not y:
+                raise ValueError(f"no shape for {n.name}")
+            attrs = {x.name: x.i for x in n.attribute}
+            k = (a[-2] if attrs.get("transA") else a[-1]) if n.op_type == "Gemm" else a[-1]
+            total += 2 * int(np.prod(y)) * int(k)
+    return total
+
+
+# ---- the machine's measured peak -----------------------------------------------------------------------------------
+def measure_peak(threads_list, seconds=0.2, reps=5):
+    """{threads: GFLOP/s} of the FMA loop in benchmarks/peak/fma_peak.c (None if it cannot be built)."""
+    src = os.path.join(HERE, "peak", "fma_peak.c")
+    cc = shutil.which("gcc") or shutil.which("cc")
+    if cc is None:
+        return {}, "no C compiler"
+    with tempfile.TemporaryDirectory() as tmp:
+        exe = os.path.join(tmp, "fma_peak")
+        r = subprocess.run([cc, "-O2", "-mavx2", "-mfma", "-pthread", src, "-o", exe], capture_output=True, text=True)
+        if r.returncode != 0:
+            return {}, f"build failed: {r.stderr.strip()[:200]}"
+        out = {}
+        for t in sorted(set(threads_list) | {1}):
+            best = 0.0
+            for _ in range(2):  # best of 2 invocations (x reps inside): the machine is shared
+                r = subprocess.run([exe, str(t), str(seconds), str(reps)], capture_output=True, text=True)
+                mt = re.search(r"gflops_total=([\d.]+)", r.stdout)
+                if mt:
+                    best = max(best, float(mt.group(1)))
+            out[t] = best
+        return out, f"{cc} -O2 -mavx2 -mfma"
+
+
+# ---- runtimes ------------------------------------------------------------------------------------------------------
+def make_cnnrt(path, threads):
+    import cnnrt
+
+    sess = cnnrt.Session(path, num_threads=threads)
+    return lambda x: sess.run(x), sess
+
+
+def make_ort(path, threads):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    return lambda x: sess.run(None, {name: x}), sess
+
+
+_HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_sample():
+    """(wall s, CPU-seconds busy on the whole machine incl. hypervisor steal, CPU-seconds of this process)."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(a) for a in f.readline().split()[1:]]
+        busy = (v[0] + v[1] + v[2] + v[5] + v[6] + (v[7] if len(v) > 7 else 0)) / _HZ
+    except (OSError, ValueError, IndexError):
+        busy = float("nan")
+    t = os.times()
+    return time.perf_counter(), busy, t[0] + t[1]
+
+
+def others_load(a, b):
+    """Cores kept busy by OTHER processes (and the hypervisor) between two cpu_sample()s."""
+    wall = b[0] - a[0]
+    return max(0.0, ((b[1] - a[1]) - (b[2] - a[2])) / wall) if wall > 0 else float("nan")
+
+
+def wait_quiet(max_wait, threshold=0.25, window=0.5):
+    """Wait (at most max_wait s) until other processes use < threshold cores; returns (waited s, last load)."""
+    t0 = time.perf_counter()
+    while True:
+        a = cpu_sample()
+        time.sleep(window)
+        load = others_load(a, cpu_sample())
+        if load < threshold or time.perf_counter() - t0 >= max_wait:
+            return time.perf_counter() - t0, load
+
+
+def _block(fn, x, n):
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn(x)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def compare(fns, x, blocks, block_s, pause_s, warmup_s):
+    """fns: {label: callable}, exactly two. Alternating blocks; returns {label: stats}."""
+    labels = list(fns)
+    # warm up each (also estimates one run's latency to size the blocks)
+    est = {}
+    for lb in labels:
+        fns[lb](x)
+        t_end = time.perf_counter() + warmup_s
+        ts = []
+        while True:
+            ts.extend(_block(fns[lb], x, 1))
+            if time.perf_counter() >= t_end and len(ts) >= 2:
+                break
+        est[lb] = statistics.median(ts)
+        time.sleep(pause_s)
+    n_per_block = {lb: max(1, int(round(block_s / est[lb]))) for lb in labels}
+    per_block = {lb: [] for lb in labels}
+    runs = {lb: [] for lb in labels}
+    c0 = cpu_sample()
+    for i in range(blocks):
+        order = labels if i % 2 == 0 else labels[::-1]
+        for lb in order:
+            time.sleep(pause_s)
+            ts = _block(fns[lb], x, n_per_block[lb])
+            per_block[lb].append(statistics.median(ts))
+            runs[lb].extend(ts)
+    others = others_load(c0, cpu_sample())
+    out = {}
+    for lb in labels:
+        out[lb] = {"median": statistics.median(per_block[lb]),
+                   "p90": float(np.percentile(runs[lb], 90)),
+                   "runs": len(runs[lb]), "blocks": blocks, "per_block": n_per_block[lb],
+                   "block_spread": (max(per_block[lb]) - min(per_block[lb])) / statistics.median(per_block[lb]),
+                   "others": others, "blocks_median": list(per_block[lb])}
+    return out
+
+
+def input_for(path, batch):
+    import onnx
+
+    m = onnx.load(path, load_external_data=False)
+    init = {t.name for t in m.graph.initializer}
+    inp = [i for i in m.graph.input if i.name not in init][0]
+    dims = [d.dim_value if d.dim_value > 0 else 1 for d in inp.type.tensor_type.shape.dim]
+    dims[0] = batch
+    return np.random.default_rng(0).standard_normal(dims, dtype=np.float32)
+
+
+# ---- machine info --------------------------------------------------------------------------------------------------
+def machine_info():
+    cpu = platform.processor() or "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    import onnxruntime as ort
+
+    import cnnrt
+
+    try:
+        commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True).stdout.strip()
+        commit += " (+ uncommitted changes)" if dirty else ""
+    except OSError:
+        commit = "?"
+    try:
+        gcc = subprocess.run(["gcc", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+    except (OSError, IndexError):
+        gcc = "?"
+    return {"cpu": cpu, "cores": os.cpu_count(), "cnnrt": f"{cnnrt.__version__} ({cnnrt.cpu_info()['isa']})",
+            "onnxruntime": ort.__version__, "numpy": np.__version__, "python": platform.python_version(),
+            "commit": commit, "gcc": gcc, "kernel": platform.release(),
+            "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M")}
+
+
+def loadavg():
+    try:
+        return " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "?"
+
+
+# ---- main ----------------------------------------------------------------------------------------------------------
+def _ms(s):
+    return f"{s * 1e3:.3g}" if s < 0.1 else f"{s * 1e3:.0f}"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--models", default="", help="comma-separated: convnet, convnet3, " + ", ".join(ZOO) +
+                    " (or a path); default: the issue's table")
+    ap.add_argument("--batch", default="", help="comma-separated batch sizes for every selected model "
+                    "(default: each model's batches of the default table, else 1)")
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--out", default=None, help="write the markdown here (default: print only)")
+    ap.add_argument("--append", action="store_true", help="append to --out instead of overwriting it")
+    ap.add_argument("--aa", action="store_true", help="A/A check: cnnrt vs cnnrt and onnxruntime vs onnxruntime")
+    ap.add_argument("--blocks", type=int, default=12, help="timed blocks per runtime (default 12)")
+    ap.add_argument("--block-s", type=float, default=0.25, help="seconds of runs per block (default 0.25)")
+    ap.add_argument("--pause-s", type=float, default=0.05, help="sleep before each block (default 0.05)")
+    ap.add_argument("--warmup-s", type=float, default=0.3, help="warm-up seconds per runtime (default 0.3)")
+    ap.add_argument("--quiet-wait", type=float, default=10.0,
+                    help="before each measurement wait up to this many s for other processes to use < 0.25 cores "
+                         "(default 10; 0: do not wait)")
+    ap.add_argument("--retry-load", type=float, default=0.5,
+                    help="re-measure once when other processes used more than this many cores during a "
+                         "measurement (default 0.5; the re-measurement is kept only if it was quieter)")
+    ap.add_argument("--budget-s", type=float, default=540.0,
+                    help="stop waiting/retrying (not measuring) once the run has taken this long (default 540)")
+    args = ap.parse_args(argv)
+
+    threads_list = [int(t) for t in args.threads.split(",") if t]
+    default = AA_DEFAULT_SET if args.aa else DEFAULT_SET
+    if args.models:
+        names = [s for s in args.models.split(",") if s]
+        if args.batch:
+            configs = [(n, int(b)) for n in names for b in args.batch.split(",") if b]
+        else:
+            configs = [(n, b) for n in names for b in ([b for m, b in default if m == n] or
+                                                       [b for m, b in DEFAULT_SET if m == n] or [1])]
+    else:
+        configs = default if not args.batch else [(n, int(b)) for n in dict(default) for b in args.batch.split(",")]
+
+    t_start = time.time()
+    info = machine_info()
+    info["load_start"] = loadavg()
+    peak, peak_how = measure_peak(threads_list)
+    print(f"measured FMA peak ({peak_how}): " + ", ".join(f"{t} thread(s) {g:.1f} GFLOP/s" for t, g in peak.items()),
+          flush=True)
+
+    rows, skipped = [], []
+    for name, batch in configs:
+        path = model_path(name)
+        if not os.path.exists(path):
+            skipped.append(f"{name}: {os.path.relpath(path, ROOT)} not found (run benchmarks/export_models.py)")
+            print(f"skip {name}: {path} not found", flush=True)
+            continue
+        x = input_for(path, batch)
+        try:
+            flops = count_flops(path, x.shape)
+        except Exception as e:  # noqa: BLE001
+            flops = None
+            print(f"  (no FLOP count for {name}: {e})")
+        for t in threads_list:
+            try:
+                if args.aa:
+                    pairs = [("cnnrt", {"cnnrt A": make_cnnrt(path, t)[0], "cnnrt B": make_cnnrt(path, t)[0]}),
+                             ("onnxruntime", {"ort A": make_ort(path, t)[0], "ort B": make_ort(path, t)[0]})]
+                else:
+                    pairs = [("cnnrt vs ort", {"cnnrt": make_cnnrt(path, t)[0], "ort": make_ort(path, t)[0]})]
+            except Exception as e:  # noqa: BLE001 - a model cnnrt cannot load is reported, not fatal
+                msg = str(e).strip().splitlines()[0]
+                skipped.append(f"{name} batch {batch} threads {t}: {type(e).__name__}: {msg}")
+                print(f"skip {name}: {type(e).__name__}: {msg}", flush=True)
+                continue
+            for what, fns in pairs:
+                st = None
+                for attempt in range(2):
+                    if args.quiet_wait > 0 and time.time() - t_start < args.budget_s:
+                        wait_quiet(args.quiet_wait)
+                    new = compare(fns, x, args.blocks, args.block_s, args.pause_s, args.warmup_s)
+                    others = next(iter(new.values()))["others"]
+                    if st is None or others < next(iter(st.values()))["others"]:
+                        st = new
+                    if others <= args.retry_load or time.time() - t_start >= args.budget_s:
+                        break
+                    print(f"  (other processes used {others:.2f} cores during {name} b{batch} t{t}: re-measuring)",
+                          flush=True)
+                (a, sa), (b, sb) = st.items()
+                row = {"model": name, "batch": batch, "threads": t, "what": what, "flops": flops,
+                       "a": a, "b": b, "sa": sa, "sb": sb, "ratio": sa["median"] / sb["median"]}
+                # spread of the paired per-round ratios (block i of A / block i of B): the row's own noise
+                rr = np.array(sa["blocks_median"]) / np.array(sb["blocks_median"])
+                row["ratio_q"] = (float(np.percentile(rr, 25)), float(np.percentile(rr, 75)))
+                rows.append(row)
+                print(f"{name:>16} b{batch:<3} t{t} {a}: {_ms(sa['median'])} ms (p90 {_ms(sa['p90'])}), "
+                      f"{b}: {_ms(sb['median'])} ms (p90 {_ms(sb['p90'])}), ratio {row['ratio']:.3f} "
+                      f"[IQR {row['ratio_q'][0]:.3f}-{row['ratio_q'][1]:.3f}], "
+                      f"others {sa['others']:.2f} cores", flush=True)
+            del pairs, fns
+    info["load_end"] = loadavg()
+    info["elapsed"] = time.time() - t_start
+    md = render(args, info, peak, peak_how, rows, skipped)
+    print()
+    print(md)
+    if args.out:
+        mode = "a" if args.append else "w"
+        with open(args.out, mode) as f:
+            f.write(("\n" if args.append else "") + md + "\n")
+        print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def render(args, info, peak, peak_how, rows, skipped):
+    L = []
+    if args.aa:
+        L.append("## A/A check (same runtime on both sides)")
+    else:
+        L.append("# cnnrt vs onnxruntime")
+        L.append("")
+        L.append(f"- date: {info['date']}; machine: {info['cpu']}, {info['cores']} cores, Linux {info['kernel']}")
+        L.append(f"- measured FMA peak (benchmarks/peak/fma_peak.c, {peak_how}): " +
+                 ", ".join(f"{g:.1f} GFLOP/s with {t} thread{'s' if t > 1 else ''}" for t, g in peak.items()))
+        L.append(f"- cnnrt {info['cnnrt']}, commit {info['commit']}; onnxruntime {info['onnxruntime']}; "
+                 f"numpy {info['numpy']}; python {info['python']}; {info['gcc']}")
+    L.append(f"- method: {args.blocks} alternating blocks (rounds) of ~{args.block_s:g} s per runtime, {args.pause_s * 1e3:g} ms "
+             f"pause before each block; median = median over blocks of the per-block median; p90 over all runs; "
+             f"per-round IQR: interquartile range of the paired per-round ratios (the row's own noise); "
+             f"load average {info['load_start']} at start, {info['load_end']} at end (the machine is shared); "
+             f"run took {info['elapsed']:.0f} s. \"others' load\": cores used by OTHER processes (and the hypervisor) "
+             f"during the timed blocks, from /proc/stat; rows measured while it exceeded {args.retry_load:g} were "
+             f"re-measured once (the quieter measurement is kept); 2-thread rows are only meaningful near 0")
+    L.append("")
+    if args.aa:
+        L.append("| model | batch | threads | pair | A median ms | B median ms | A p90 ms | B p90 ms | A/B | per-round A/B IQR | others' load |")
+        L.append("|---|---|---|---|---|---|---|---|---|---|---|")
+        for r in rows:
+            L.append(f"| {r['model']} | {r['batch']} | {r['threads']} | {r['what']} | {_ms(r['sa']['median'])} | "
+                     f"{_ms(r['sb']['median'])} | {_ms(r['sa']['p90'])} | {_ms(r['sb']['p90'])} | {r['ratio']:.3f} | "
+                     f"{r['ratio_q'][0]:.3f}-{r['ratio_q'][1]:.3f} | {r['sa']['others']:.2f} |")
+    else:
+        L.append("| model | batch | threads | GFLOP | cnnrt ms (p90) | ort ms (p90) | cnnrt/ort | per-round IQR | cnnrt GFLOP/s "
+                 "(% peak) | ort GFLOP/s (% peak) | others' load |")
+        L.append("|---|---|---|---|---|---|---|---|---|---|---|")
+        for r in rows:
+            pk = peak.get(r["threads"])
+
+            def gf(s):
+                if not r["flops"]:
+                    return "-"
+                g = r["flops"] / s["median"] / 1e9
+                return f"{g:.1f} ({100 * g / pk:.0f}%)" if pk else f"{g:.1f}"
+            L.append(f"| {r['model']} | {r['batch']} | {r['threads']} | "
+                     f"{r['flops'] / 1e9:.3g} | " if r["flops"] else f"| {r['model']} | {r['batch']} | {r['threads']} | - | ")
+            L[-1] += (f"{_ms(r['sa']['median'])} ({_ms(r['sa']['p90'])}) | {_ms(r['sb']['median'])} "
+                      f"({_ms(r['sb']['p90'])}) | **{r['ratio']:.2f}** | {r['ratio_q'][0]:.2f}-{r['ratio_q'][1]:.2f} | {gf(r['sa'])} | {gf(r['sb'])} | "
+                      f"{r['sa']['others']:.2f} |")
+    if skipped:
+        L.append("")
+        L.append("Skipped: " + "; ".join(skipped))
+    return "\n".join(L)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
