@@ -38,7 +38,8 @@ class Session:
     Session(model, num_threads=None, isa=None, optimize=True, memory_limit=None)
       model: path, bytes or onnx.ModelProto. num_threads: threads this session's runs use (default: the CPU count).
       isa: force a kernel path ("scalar", "avx2", "neon"); default: the best one (or CNNRT_ISA).
-      memory_limit: refuse (ModelError) a plan whose arena would exceed this many bytes.
+      memory_limit: refuse (ModelError) a plan whose memory (arena + packed weights) would exceed this many bytes;
+        default: half of the machine's physical memory (CNNRT_MEMORY_LIMIT overrides, in bytes).
 
     run() may be called from many threads: runs on one session are serialized (each session owns one arena and one
     thread pool); use several sessions for concurrent runs."""
@@ -47,8 +48,13 @@ class Session:
                  optimize_graph: bool = True, memory_limit: Optional[int] = None):
         if num_threads is not None and (not isinstance(num_threads, (int, np.integer)) or num_threads < 0):
             raise ValueError(f"num_threads must be a non-negative integer, got {num_threads!r}")
-        self._model_source = model if isinstance(model, (bytes, bytearray)) else None
         proto = load_model(model)
+        self._model_source = model if isinstance(model, (bytes, bytearray)) else None
+        self._model_path = os.fspath(model) if isinstance(model, (str, os.PathLike)) else None
+        if self._model_source is None and self._model_path is None:  # a ModelProto
+            self._model_source = proto.SerializeToString()
+        self._options = dict(num_threads=num_threads, isa=isa, optimize_graph=optimize_graph,
+                             memory_limit=memory_limit)
         self._model_bytes_len = proto.ByteSize()
         graph = import_model(proto)
         self.nodes_before = len(graph.nodes)
@@ -62,7 +68,7 @@ class Session:
         isa_id = _core.isa_from_name(isa)
         self._prep = Prepared(isa=isa_id if isa_id >= 0 else _core.isa_from_name(_core.cpu_info()["isa"]))
         self.isa = _core.ISA_NAMES[self._prep.isa]
-        self.memory_limit = memory_limit
+        self.memory_limit = memory_limit if memory_limit is not None else default_memory_limit()
         self._pool = _core.ThreadPool(self.num_threads)
         self._plans: Dict[tuple, PlanInfo] = {}
         self._arena = None
@@ -98,10 +104,15 @@ class Session:
         key = tuple(shapes[vi.name] for vi in self.inputs)
         info = self._plans.get(key)
         if info is None:
-            info = build_plan(self._graph, self._prep, shapes, self.num_threads)
-            if self.memory_limit is not None and info.peak_bytes > self.memory_limit:
-                raise ModelError(f"planned memory {info.peak_bytes} bytes for input shapes {key} exceeds the limit "
-                                 f"of {self.memory_limit} bytes")
+            try:
+                info = build_plan(self._graph, self._prep, shapes, self.num_threads)
+            except (OverflowError, RecursionError) as e:
+                raise ModelError(f"a size or attribute in the model is out of range: {e}") from None
+            total = info.peak_bytes + self._prep.weight_bytes
+            if self.memory_limit and total > self.memory_limit:
+                raise ModelError(f"planned memory {total} bytes (arena {info.peak_bytes}, weights "
+                                 f"{self._prep.weight_bytes}) for input shapes {key} exceeds the limit of "
+                                 f"{self.memory_limit} bytes")
             self._plans[key] = info
             need = info.peak_bytes + 64
             if self._arena is None or self._arena.nbytes < need:
@@ -186,10 +197,35 @@ class Session:
             res.append(outs[names.index(n)])
         return res
 
+    # ---- pickling: a session travels as its model bytes and options and is rebuilt on the other side ----------
+    def __reduce__(self):
+        data = self._model_source
+        if data is None:
+            with open(self._model_path, "rb") as f:
+                data = f.read()
+        return (_rebuild_session, (bytes(data), self._options))
+
     def __repr__(self):
         ins = ", ".join(f"{i.name}{_fmt_shape(i.shape)}" for i in self.inputs)
         outs = ", ".join(f"{o.name}{_fmt_shape(o.shape)}" for o in self.outputs)
         return f"<cnnrt.Session inputs=[{ins}] outputs=[{outs}] threads={self.num_threads} isa={self.isa}>"
+
+
+def _rebuild_session(data, options):
+    return Session(data, **options)
+
+
+def default_memory_limit() -> int:
+    env = os.environ.get("CNNRT_MEMORY_LIMIT")
+    if env:
+        try:
+            return int(env)
+        except ValueError:
+            raise ValueError(f"CNNRT_MEMORY_LIMIT must be a byte count, got {env!r}") from None
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (ValueError, OSError, AttributeError):
+        return 0  # unknown: no limit
 
 
 def _fmt_shape(shape):

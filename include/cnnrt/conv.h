@@ -109,6 +109,32 @@ void cnn_f32_dwconv__avx2(const cnn_dwconv_params* p, const float* in, const flo
                           const float* residual, float* out);
 #endif
 
+/* Depthwise on a zero-padded copy of the input plane (dilation 1, stride_w 1 or 2, kh*kw <= 64): the packer
+ * (cnn_dwconv_pad_plane) writes ph rows of pw floats where row r, column c holds in[r - pt, c - pl] (0 outside);
+ * with stride_w 2 the columns are de-interleaved into an even plane (logical column 2j at j) and an odd plane
+ * (2j+1 at plane + j). Output (oy, ox) tap (ky, kx) then reads pad[(oy*sh + ky)*pw + ox + kx] (stride 1) or
+ * pad[(kx & 1)*plane + (oy*sh + ky)*pw + ox + (kx >> 1)] (stride 2), for every ox < round_up(ow, 8): no edge code. */
+typedef struct cnn_dwconv_padded_params {
+  size_t oh, ow, kh, kw, sh, sw;
+  size_t pw, ph, pt, pl, plane;
+  float min, max;
+  void (*act_fn)(const cnn_act* act, const float* x, float* y, size_t n);
+  const cnn_act* act;
+} cnn_dwconv_padded_params;
+/* Fills *p (min/max = -inf/+inf, no act_fn) and *floats (size of the padded copy) for this shape; returns 0 when the
+ * shape is not supported (then use cnn_dwconv_fn). */
+int cnn_dwconv_padded_geometry(const cnn_conv2d_desc* d, size_t h, size_t w, size_t oh, size_t ow,
+                               cnn_dwconv_padded_params* p, size_t* floats);
+void cnn_dwconv_pad_plane(const cnn_dwconv_padded_params* p, const float* in, size_t h, size_t w, float* pad);
+typedef void (*cnn_dwconv_padded_fn)(const cnn_dwconv_padded_params* p, const float* pad, const float* w, float bias,
+                                     const float* residual, float* out);
+void cnn_f32_dwconv_padded__scalar(const cnn_dwconv_padded_params* p, const float* pad, const float* w, float bias,
+                                   const float* residual, float* out);
+#if defined(__x86_64__)
+void cnn_f32_dwconv_padded__avx2(const cnn_dwconv_padded_params* p, const float* pad, const float* w, float bias,
+                                 const float* residual, float* out);
+#endif
+
 #ifdef __cplusplus
 }
 #endif

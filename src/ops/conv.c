@@ -134,6 +134,7 @@ struct cnn_conv2d_weights {
   float* bias; /* Cout floats or NULL (a copy) */
   cnn_conv_pack_b_fn pack_b;
   cnn_dwconv_fn dw;
+  cnn_dwconv_padded_fn dwp; /* depthwise on a padded plane copy (the shapes cnn_dwconv_padded_geometry takes) */
   cnn_gemm_act_fn act_fn; /* activation the clamp cannot express, or NULL */
   float act_min, act_max;
   size_t bytes;
@@ -231,8 +232,12 @@ cnn_conv2d_weights* cnn_conv2d_weights_create(const cnn_conv2d_desc* d, const fl
   } else {
     memcpy(cw->packed, w, wn * sizeof(float)); /* depthwise: [Cout][kh*kw] is the given layout (cin_g == 1) */
     cw->dw = cnn_f32_dwconv__scalar;
+    cw->dwp = cnn_f32_dwconv_padded__scalar;
 #if defined(__x86_64__) && !defined(CNNRT_NO_AVX2)
-    if (cw->isa == CNN_ISA_AVX2) cw->dw = cnn_f32_dwconv__avx2;
+    if (cw->isa == CNN_ISA_AVX2) {
+      cw->dw = cnn_f32_dwconv__avx2;
+      cw->dwp = cnn_f32_dwconv_padded__avx2;
+    }
 #endif
   }
   set_status(status, CNN_OK);
@@ -285,6 +290,13 @@ int cnn_conv2d_plan_init(cnn_conv2d_plan* p, const cnn_conv2d_weights* w, size_t
   if (w->algo == CNN_CONV_ALGO_GEMM) {
     const size_t slice = gemm_slice_floats(w, oh * ow, NULL);
     if (!mul_ok(slice, nthreads, &ws) || !mul_ok(ws, sizeof(float), &ws)) return CNN_ERR_INVALID;
+  } else if (w->algo == CNN_CONV_ALGO_DEPTHWISE) {
+    cnn_dwconv_padded_params pp;
+    size_t fl;
+    if (cnn_dwconv_padded_geometry(&w->d, in_h, in_w, oh, ow, &pp, &fl)) {
+      const size_t slice = cnn_round_up(fl, CNN_ALIGN / sizeof(float));
+      if (!mul_ok(slice, nthreads, &ws) || !mul_ok(ws, sizeof(float), &ws)) return CNN_ERR_INVALID;
+    }
   }
   p->w = w;
   p->batch = batch;
@@ -365,6 +377,46 @@ typedef struct {
   cnn_dwconv_fn fn;
 } dw_ctx;
 
+/* Padded-plane depthwise: unit u = ((n * Cin + ci) * mch + mc) covers output channels [mc*mcz, ..) of input channel
+ * ci's multiplier group; a task runs units [i*upt, (i+1)*upt), padding each input plane once. */
+typedef struct {
+  const cnn_conv2d_weights* w;
+  const float* in;
+  float* out;
+  const float* res;
+  size_t H, W, HW, OHW;
+  size_t mcz, mch, upt, units;
+  cnn_dwconv_padded_params prm;
+  cnn_dwconv_padded_fn fn;
+  float* ws;
+  size_t slice;
+} dwp_ctx;
+
+static void dwp_task(void* vctx, size_t tid, size_t i) {
+  const dwp_ctx* x = (const dwp_ctx*)vctx;
+  const cnn_conv2d_weights* w = x->w;
+  const size_t Cin = w->d.in_channels, C = w->d.out_channels, cm = w->cout_g;
+  const size_t khw = w->d.kernel_h * w->d.kernel_w;
+  float* pad = x->ws + tid * x->slice;
+  size_t padded = (size_t)-1;
+  const size_t u1 = cnn_min_sz(x->units, (i + 1) * x->upt);
+  for (size_t u = i * x->upt; u < u1; u++) {
+    const size_t plane = u / x->mch, mc = u % x->mch; /* plane = n * Cin + ci */
+    const size_t n = plane / Cin, ci = plane % Cin;
+    if (plane != padded) {
+      cnn_dwconv_pad_plane(&x->prm, x->in + plane * x->HW, x->H, x->W, pad);
+      padded = plane;
+    }
+    const size_t m1 = cnn_min_sz(cm, (mc + 1) * x->mcz);
+    for (size_t m = mc * x->mcz; m < m1; m++) {
+      const size_t co = ci * cm + m;
+      const size_t o = (n * C + co) * x->OHW;
+      x->fn(&x->prm, pad, w->packed + co * khw, w->bias ? w->bias[co] : 0.0f, x->res ? x->res + o : NULL,
+            x->out + o);
+    }
+  }
+}
+
 static void dw_task(void* vctx, size_t tid, size_t n, size_t co) {
   const dw_ctx* x = (const dw_ctx*)vctx;
   const cnn_dwconv_fn fn = x->fn;
@@ -391,6 +443,41 @@ void cnn_conv2d_run(const cnn_conv2d_plan* p, const float* in, float* out, const
       cnn_conv2d_ref(d, p->batch, p->in_h, p->in_w, in, w->packed, w->bias, residual, out);
       return;
     case CNN_CONV_ALGO_DEPTHWISE: {
+      if (p->workspace_bytes && workspace) {
+        dwp_ctx x;
+        size_t fl;
+        if (cnn_dwconv_padded_geometry(d, p->in_h, p->in_w, p->out_h, p->out_w, &x.prm, &fl)) {
+          x.w = w;
+          x.in = in;
+          x.out = out;
+          x.res = residual;
+          x.H = p->in_h;
+          x.W = p->in_w;
+          x.HW = p->in_h * p->in_w;
+          x.OHW = p->out_h * p->out_w;
+          x.prm.min = w->act_min;
+          x.prm.max = w->act_max;
+          x.prm.act_fn = w->act_fn;
+          x.prm.act = &d->act;
+          x.fn = w->dwp;
+          x.ws = (float*)workspace;
+          x.slice = cnn_round_up(fl, CNN_ALIGN / sizeof(float));
+          const size_t planes = p->batch * d->in_channels, cm = w->cout_g;
+          /* split the multiplier only when there are too few planes to keep every thread busy */
+          size_t mch = 1;
+          if (nthreads > 1 && planes < 4 * nthreads) mch = cnn_min_sz(cm, cnn_div_up(4 * nthreads, planes));
+          x.mcz = cnn_div_up(cm, mch);
+          x.mch = cnn_div_up(cm, x.mcz);
+          x.units = planes * x.mch;
+          /* tasks of at least ~8K outputs (the per-task cost stays small), yet ~4+ per thread when possible */
+          const size_t unit_out = cnn_max_sz(x.mcz * x.OHW, 1);
+          size_t upt = cnn_max_sz(1, 8192 / unit_out);
+          if (nthreads > 1) upt = cnn_min_sz(upt, cnn_max_sz(1, x.units / (4 * nthreads)));
+          x.upt = upt;
+          cnn_parallelize_1d(pool, dwp_task, &x, cnn_div_up(x.units, upt));
+          return;
+        }
+      }
       dw_ctx x;
       x.w = w;
       x.in = in;
