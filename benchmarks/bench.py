@@ -104,8 +104,10 @@ def count_flops(path, input_shape):
 
 
 # ---- the machine's measured peak -----------------------------------------------------------------------------------
-def measure_peak(threads_list, seconds=0.2, reps=5):
-    """{threads: GFLOP/s} of the FMA loop in benchmarks/peak/fma_peak.c (None if it cannot be built)."""
+def measure_peak(threads_list, seconds=0.2, reps=5, quiet_wait=5.0):
+    """{threads: GFLOP/s} of the FMA loop in benchmarks/peak/fma_peak.c ({} if it cannot be built): the best of
+    several short runs, each after waiting (up to quiet_wait s) for other processes to go quiet. The machine is
+    shared, so main() measures it again at the end and keeps the larger value (a peak can only be underestimated)."""
     src = os.path.join(HERE, "peak", "fma_peak.c")
     cc = shutil.which("gcc") or shutil.which("cc")
     if cc is None:
@@ -119,6 +121,7 @@ def measure_peak(threads_list, seconds=0.2, reps=5):
         for t in sorted(set(threads_list) | {1}):
             best = 0.0
             for _ in range(2):  # best of 2 invocations (x reps inside): the machine is shared
+                wait_quiet(quiet_wait)
                 r = subprocess.run([exe, str(t), str(seconds), str(reps)], capture_output=True, text=True)
                 mt = re.search(r"gflops_total=([\d.]+)", r.stdout)
                 if mt:
@@ -190,9 +193,15 @@ def _block(fn, x, n):
     return times
 
 
-def compare(fns, x, blocks, block_s, pause_s, warmup_s):
-    """fns: {label: callable}, exactly two. Alternating blocks; returns {label: stats}."""
+def compare(fns, x, blocks, block_s, pause_s, warmup_s, clean=0.3, max_rounds=None, deadline=None):
+    """fns: {label: callable}, exactly two. Timed in alternating blocks; returns {label: stats}.
+
+    A round = one block of each runtime (order A,B then B,A, alternating). A round during which OTHER processes
+    used more than `clean` cores is discarded and another one is run, until `blocks` clean rounds are in, or
+    max_rounds (default 3 x blocks) rounds were run, or time.time() passes `deadline`; if fewer than half of
+    the wanted rounds were clean, every round is used (and the row says so)."""
     labels = list(fns)
+    max_rounds = max_rounds or 3 * blocks
     # warm up each (also estimates one run's latency to size the blocks)
     est = {}
     for lb in labels:
@@ -206,24 +215,34 @@ def compare(fns, x, blocks, block_s, pause_s, warmup_s):
         est[lb] = statistics.median(ts)
         time.sleep(pause_s)
     n_per_block = {lb: max(1, int(round(block_s / est[lb]))) for lb in labels}
-    per_block = {lb: [] for lb in labels}
-    runs = {lb: [] for lb in labels}
-    c0 = cpu_sample()
-    for i in range(blocks):
+    rounds = []  # (others' load, {label: per-run times})
+    i = 0
+    while True:
         order = labels if i % 2 == 0 else labels[::-1]
+        c0 = cpu_sample()
+        times = {}
         for lb in order:
             time.sleep(pause_s)
-            ts = _block(fns[lb], x, n_per_block[lb])
-            per_block[lb].append(statistics.median(ts))
-            runs[lb].extend(ts)
-    others = others_load(c0, cpu_sample())
+            times[lb] = _block(fns[lb], x, n_per_block[lb])
+        rounds.append((others_load(c0, cpu_sample()), times))
+        i += 1
+        n_clean = sum(1 for o, _ in rounds if o <= clean)
+        if n_clean >= blocks or i >= max_rounds or (i >= blocks and deadline is not None and time.time() > deadline):
+            break
+    kept = [r for r in rounds if r[0] <= clean]
+    all_used = len(kept) < max(2, blocks // 2)
+    if all_used:
+        kept = rounds
     out = {}
     for lb in labels:
-        out[lb] = {"median": statistics.median(per_block[lb]),
-                   "p90": float(np.percentile(runs[lb], 90)),
-                   "runs": len(runs[lb]), "blocks": blocks, "per_block": n_per_block[lb],
-                   "block_spread": (max(per_block[lb]) - min(per_block[lb])) / statistics.median(per_block[lb]),
-                   "others": others, "blocks_median": list(per_block[lb])}
+        per_block = [statistics.median(t[lb]) for _, t in kept]
+        runs = [v for _, t in kept for v in t[lb]]
+        out[lb] = {"median": statistics.median(per_block),
+                   "p90": float(np.percentile(runs, 90)),
+                   "runs": len(runs), "per_block": n_per_block[lb],
+                   "rounds_kept": len(kept), "rounds_run": len(rounds), "all_rounds_used": all_used,
+                   "others": float(np.mean([o for o, _ in kept])),
+                   "blocks_median": per_block}
     return out
 
 
@@ -297,14 +316,14 @@ def main(argv=None):
     ap.add_argument("--block-s", type=float, default=0.25, help="seconds of runs per block (default 0.25)")
     ap.add_argument("--pause-s", type=float, default=0.05, help="sleep before each block (default 0.05)")
     ap.add_argument("--warmup-s", type=float, default=0.3, help="warm-up seconds per runtime (default 0.3)")
-    ap.add_argument("--quiet-wait", type=float, default=10.0,
+    ap.add_argument("--quiet-wait", type=float, default=5.0,
                     help="before each measurement wait up to this many s for other processes to use < 0.25 cores "
-                         "(default 10; 0: do not wait)")
-    ap.add_argument("--retry-load", type=float, default=0.5,
-                    help="re-measure once when other processes used more than this many cores during a "
-                         "measurement (default 0.5; the re-measurement is kept only if it was quieter)")
+                         "(default 5; 0: do not wait)")
+    ap.add_argument("--clean", type=float, default=0.3,
+                    help="a round (one block of each runtime) during which other processes used more than this "
+                         "many cores is discarded and replaced (up to 3x the rounds; default 0.3)")
     ap.add_argument("--budget-s", type=float, default=540.0,
-                    help="stop waiting/retrying (not measuring) once the run has taken this long (default 540)")
+                    help="stop waiting / replacing noisy rounds once the run has taken this long (default 540)")
     args = ap.parse_args(argv)
 
     threads_list = [int(t) for t in args.threads.split(",") if t]
@@ -322,7 +341,7 @@ def main(argv=None):
     t_start = time.time()
     info = machine_info()
     info["load_start"] = loadavg()
-    peak, peak_how = measure_peak(threads_list)
+    peak, peak_how = measure_peak(threads_list, quiet_wait=min(args.quiet_wait, 5.0))
     print(f"measured FMA peak ({peak_how}): " + ", ".join(f"{t} thread(s) {g:.1f} GFLOP/s" for t, g in peak.items()),
           flush=True)
 
@@ -352,18 +371,10 @@ def main(argv=None):
                 print(f"skip {name}: {type(e).__name__}: {msg}", flush=True)
                 continue
             for what, fns in pairs:
-                st = None
-                for attempt in range(2):
-                    if args.quiet_wait > 0 and time.time() - t_start < args.budget_s:
-                        wait_quiet(args.quiet_wait)
-                    new = compare(fns, x, args.blocks, args.block_s, args.pause_s, args.warmup_s)
-                    others = next(iter(new.values()))["others"]
-                    if st is None or others < next(iter(st.values()))["others"]:
-                        st = new
-                    if others <= args.retry_load or time.time() - t_start >= args.budget_s:
-                        break
-                    print(f"  (other processes used {others:.2f} cores during {name} b{batch} t{t}: re-measuring)",
-                          flush=True)
+                if args.quiet_wait > 0 and time.time() - t_start < args.budget_s:
+                    wait_quiet(args.quiet_wait)
+                st = compare(fns, x, args.blocks, args.block_s, args.pause_s, args.warmup_s, clean=args.clean,
+                             deadline=t_start + args.budget_s)
                 (a, sa), (b, sb) = st.items()
                 row = {"model": name, "batch": batch, "threads": t, "what": what, "flops": flops,
                        "a": a, "b": b, "sa": sa, "sb": sb, "ratio": sa["median"] / sb["median"]}
@@ -373,9 +384,16 @@ def main(argv=None):
                 rows.append(row)
                 print(f"{name:>16} b{batch:<3} t{t} {a}: {_ms(sa['median'])} ms (p90 {_ms(sa['p90'])}), "
                       f"{b}: {_ms(sb['median'])} ms (p90 {_ms(sb['p90'])}), ratio {row['ratio']:.3f} "
-                      f"[IQR {row['ratio_q'][0]:.3f}-{row['ratio_q'][1]:.3f}], "
-                      f"others {sa['others']:.2f} cores", flush=True)
+                      f"[IQR {row['ratio_q'][0]:.3f}-{row['ratio_q'][1]:.3f}], others {sa['others']:.2f} cores, "
+                      f"rounds {sa['rounds_kept']}/{sa['rounds_run']}{' (all used)' if sa['all_rounds_used'] else ''}",
+                      flush=True)
             del pairs, fns
+    peak2, _ = measure_peak(threads_list, quiet_wait=min(args.quiet_wait, 5.0))
+    peak = {t: max(g, peak2.get(t, 0.0)) for t, g in peak.items()}
+    if peak.get(2) and peak.get(1) and peak[2] < 1.6 * peak[1]:
+        info["peak_note"] = (f"the 2-thread peak is only {peak[2] / peak[1]:.2f}x the 1-thread one: other processes "
+                             f"were running during the peak measurement, so % of peak at 2 threads is overstated")
+    print("FMA peak, best of start and end: " + ", ".join(f"{t} thread(s) {g:.1f} GFLOP/s" for t, g in peak.items()))
     info["load_end"] = loadavg()
     info["elapsed"] = time.time() - t_start
     md = render(args, info, peak, peak_how, rows, skipped)
@@ -397,42 +415,54 @@ def render(args, info, peak, peak_how, rows, skipped):
         L.append("# cnnrt vs onnxruntime")
         L.append("")
         L.append(f"- date: {info['date']}; machine: {info['cpu']}, {info['cores']} cores, Linux {info['kernel']}")
-        L.append(f"- measured FMA peak (benchmarks/peak/fma_peak.c, {peak_how}): " +
-                 ", ".join(f"{g:.1f} GFLOP/s with {t} thread{'s' if t > 1 else ''}" for t, g in peak.items()))
+        L.append(f"- measured FMA peak (benchmarks/peak/fma_peak.c, {peak_how}; best of runs at the start and the "
+                 f"end): " + ", ".join(f"{g:.1f} GFLOP/s with {t} thread{'s' if t > 1 else ''}"
+                                       for t, g in peak.items()) + " (% peak below is relative to the same thread count)")
+        if info.get("peak_note"):
+            L.append(f"- WARNING: {info['peak_note']}")
         L.append(f"- cnnrt {info['cnnrt']}, commit {info['commit']}; onnxruntime {info['onnxruntime']}; "
                  f"numpy {info['numpy']}; python {info['python']}; {info['gcc']}")
-    L.append(f"- method: {args.blocks} alternating blocks (rounds) of ~{args.block_s:g} s per runtime, {args.pause_s * 1e3:g} ms "
-             f"pause before each block; median = median over blocks of the per-block median; p90 over all runs; "
-             f"per-round IQR: interquartile range of the paired per-round ratios (the row's own noise); "
-             f"load average {info['load_start']} at start, {info['load_end']} at end (the machine is shared); "
-             f"run took {info['elapsed']:.0f} s. \"others' load\": cores used by OTHER processes (and the hypervisor) "
-             f"during the timed blocks, from /proc/stat; rows measured while it exceeded {args.retry_load:g} were "
-             f"re-measured once (the quieter measurement is kept); 2-thread rows are only meaningful near 0")
+    L.append(f"- method: {args.blocks} rounds per row; a round = one block of ~{args.block_s:g} s of back-to-back runs "
+             f"of each runtime (order alternating A,B / B,A), {args.pause_s * 1e3:g} ms pause before each block; "
+             f"median = median over rounds of each block's median run; p90 over all kept runs; ratio = ratio of the "
+             f"medians; IQR = interquartile range of the paired per-round ratios (the row's own noise)")
+    L.append(f"- the machine is shared (load average {info['load_start']} at start, {info['load_end']} at end; the run "
+             f"took {info['elapsed']:.0f} s): \"others\" = cores used by OTHER processes (and the hypervisor) during "
+             f"the kept rounds (/proc/stat); a round during which they used > {args.clean:g} cores is discarded and "
+             f"replaced (up to 3x the rounds); \"rounds\" = kept/run, \"all\" = too few clean rounds, all kept. "
+             f"2-thread rows on 2 cores are only meaningful when \"others\" is near 0")
     L.append("")
+
+    def rounds(r):
+        s = r["sa"]
+        return f"{s['rounds_kept']}/{s['rounds_run']}" + (" all" if s["all_rounds_used"] else "")
+
     if args.aa:
-        L.append("| model | batch | threads | pair | A median ms | B median ms | A p90 ms | B p90 ms | A/B | per-round A/B IQR | others' load |")
-        L.append("|---|---|---|---|---|---|---|---|---|---|---|")
+        L.append("| model | batch | threads | pair | A median ms (p90) | B median ms (p90) | A/B | per-round IQR "
+                 "| others | rounds |")
+        L.append("|---|---|---|---|---|---|---|---|---|---|")
         for r in rows:
-            L.append(f"| {r['model']} | {r['batch']} | {r['threads']} | {r['what']} | {_ms(r['sa']['median'])} | "
-                     f"{_ms(r['sb']['median'])} | {_ms(r['sa']['p90'])} | {_ms(r['sb']['p90'])} | {r['ratio']:.3f} | "
-                     f"{r['ratio_q'][0]:.3f}-{r['ratio_q'][1]:.3f} | {r['sa']['others']:.2f} |")
+            L.append(f"| {r['model']} | {r['batch']} | {r['threads']} | {r['what']} | {_ms(r['sa']['median'])} "
+                     f"({_ms(r['sa']['p90'])}) | {_ms(r['sb']['median'])} ({_ms(r['sb']['p90'])}) | "
+                     f"**{r['ratio']:.3f}** | {r['ratio_q'][0]:.3f}-{r['ratio_q'][1]:.3f} | "
+                     f"{r['sa']['others']:.2f} | {rounds(r)} |")
     else:
-        L.append("| model | batch | threads | GFLOP | cnnrt ms (p90) | ort ms (p90) | cnnrt/ort | per-round IQR | cnnrt GFLOP/s "
-                 "(% peak) | ort GFLOP/s (% peak) | others' load |")
-        L.append("|---|---|---|---|---|---|---|---|---|---|---|")
+        L.append("| model | batch | threads | GFLOP | cnnrt ms (p90) | ort ms (p90) | cnnrt/ort | per-round IQR "
+                 "| cnnrt GFLOP/s (% peak) | ort GFLOP/s (% peak) | others | rounds |")
+        L.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in rows:
             pk = peak.get(r["threads"])
 
-            def gf(s):
+            def gf(st):
                 if not r["flops"]:
                     return "-"
-                g = r["flops"] / s["median"] / 1e9
+                g = r["flops"] / st["median"] / 1e9
                 return f"{g:.1f} ({100 * g / pk:.0f}%)" if pk else f"{g:.1f}"
-            L.append(f"| {r['model']} | {r['batch']} | {r['threads']} | "
-                     f"{r['flops'] / 1e9:.3g} | " if r["flops"] else f"| {r['model']} | {r['batch']} | {r['threads']} | - | ")
-            L[-1] += (f"{_ms(r['sa']['median'])} ({_ms(r['sa']['p90'])}) | {_ms(r['sb']['median'])} "
-                      f"({_ms(r['sb']['p90'])}) | **{r['ratio']:.2f}** | {r['ratio_q'][0]:.2f}-{r['ratio_q'][1]:.2f} | {gf(r['sa'])} | {gf(r['sb'])} | "
-                      f"{r['sa']['others']:.2f} |")
+            gflop = f"{r['flops'] / 1e9:.3g}" if r["flops"] else "-"
+            L.append(f"| {r['model']} | {r['batch']} | {r['threads']} | {gflop} | {_ms(r['sa']['median'])} "
+                     f"({_ms(r['sa']['p90'])}) | {_ms(r['sb']['median'])} ({_ms(r['sb']['p90'])}) | "
+                     f"**{r['ratio']:.2f}** | {r['ratio_q'][0]:.2f}-{r['ratio_q'][1]:.2f} | {gf(r['sa'])} | "
+                     f"{gf(r['sb'])} | {r['sa']['others']:.2f} | {rounds(r)} |")
     if skipped:
         L.append("")
         L.append("Skipped: " + "; ".join(skipped))

@@ -25,7 +25,7 @@ import traceback
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-MODELS_DIR = os.path.join(HERE, "models")
+MODELS_DIR = os.environ.get("CNNRT_ZOO_DIR") or os.path.join(HERE, "models")  # env: point the test elsewhere
 RTOL = 1e-3
 CHECK_SEED = 1234  # the same seed as export_models.check_input: the torch logits in the metadata are for this input
 THREADS = 2

@@ -16,6 +16,7 @@ cdef extern from "cnnrt/hardware.h":
     int cnn_hw_set_active_isa(int)
     const char* cnn_isa_name(int)
     int cnn_hw_num_cpus()
+    double cnn_hw_measure_fma_peak(double) nogil
 
 cdef extern from "cnnrt/threadpool.h":
     ctypedef struct cnn_threadpool:

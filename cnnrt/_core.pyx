@@ -64,6 +64,20 @@ def num_cpus():
     return cnn_hw_num_cpus()
 
 
+_PEAK = None
+
+
+def fma_peak_gflops(double seconds=0.3):
+    """Measured single-core float32 FMA peak in GFLOP/s (cached after the first call; 0.0 if unknown)."""
+    global _PEAK
+    cdef double r
+    if _PEAK is None:
+        with nogil:
+            r = cnn_hw_measure_fma_peak(seconds)
+        _PEAK = r
+    return _PEAK
+
+
 cdef cnn_act make_act(object act):
     """act: None or (type_name, a, b)."""
     cdef cnn_act r

@@ -44,6 +44,15 @@ cnn_conv2d_weights* cnn_conv2d_weights_create(const cnn_conv2d_desc* d, const fl
 void cnn_conv2d_weights_destroy(cnn_conv2d_weights* w);
 int cnn_conv2d_weights_algo(const cnn_conv2d_weights* w);
 size_t cnn_conv2d_weights_bytes(const cnn_conv2d_weights* w);
+/* Winograd (CNN_CONV_ALGO_WINOGRAD; 3x3, stride 1, dilation 1, groups 1): AUTO picks it for layers with >= 16 input
+ * and output channels unless the environment variable CNNRT_WINOGRAD=0; an explicit WINOGRAD request always tries it.
+ * An accuracy probe at create time (the layer on a deterministic input vs the implicit GEMM) keeps the largest tile
+ * F(m,3), m in {6, 4, 2}, whose relative error max|wino - gemm| / max|gemm| is within budget (1e-3), else GEMM
+ * (then cnn_conv2d_weights_algo says GEMM). The weights keep the GEMM packing too: plans for outputs smaller than
+ * 8 x 8 run GEMM (AUTO only). tile: m of the chosen F(m,3), 0 when not Winograd. probe_error: the measured error of
+ * the chosen tile (or of the last tile tried when all failed), -1 when no probe ran. */
+int cnn_conv2d_weights_tile(const cnn_conv2d_weights* w);
+double cnn_conv2d_weights_probe_error(const cnn_conv2d_weights* w);
 
 /* Per-shape plan: a plain struct the caller keeps (no allocation); workspace_bytes is what run needs. */
 typedef struct cnn_conv2d_plan {
@@ -51,6 +60,7 @@ typedef struct cnn_conv2d_plan {
   size_t batch, in_h, in_w, out_h, out_w;
   size_t nthreads;
   size_t workspace_bytes;
+  int algo; /* algorithm this plan runs: CNN_CONV_ALGO_WINOGRAD, or 0 (the weights' algorithm) */
 } cnn_conv2d_plan;
 /* Returns CNN_OK, or CNN_ERR_INVALID (batch or input size 0, kernel larger than the padded input, sizes whose
  * products overflow). The workspace holds nthreads per-thread slices: run with a pool of at most nthreads threads
@@ -108,6 +118,10 @@ void cnn_f32_dwconv__scalar(const cnn_dwconv_params* p, const float* in, const f
 void cnn_f32_dwconv__avx2(const cnn_dwconv_params* p, const float* in, const float* w, float bias,
                           const float* residual, float* out);
 #endif
+#if defined(__aarch64__)
+void cnn_f32_dwconv__neon(const cnn_dwconv_params* p, const float* in, const float* w, float bias,
+                          const float* residual, float* out);
+#endif
 
 /* Depthwise on a zero-padded copy of the input plane (dilation 1, stride_w 1 or 2, kh*kw <= 64): the packer
  * (cnn_dwconv_pad_plane) writes ph rows of pw floats where row r, column c holds in[r - pt, c - pl] (0 outside);
@@ -125,13 +139,21 @@ typedef struct cnn_dwconv_padded_params {
  * shape is not supported (then use cnn_dwconv_fn). */
 int cnn_dwconv_padded_geometry(const cnn_conv2d_desc* d, size_t h, size_t w, size_t oh, size_t ow,
                                cnn_dwconv_padded_params* p, size_t* floats);
+typedef void (*cnn_dwconv_pad_fn)(const cnn_dwconv_padded_params* p, const float* in, size_t h, size_t w, float* pad);
 void cnn_dwconv_pad_plane(const cnn_dwconv_padded_params* p, const float* in, size_t h, size_t w, float* pad);
+#if defined(__x86_64__)
+void cnn_dwconv_pad_plane__avx2(const cnn_dwconv_padded_params* p, const float* in, size_t h, size_t w, float* pad);
+#endif
 typedef void (*cnn_dwconv_padded_fn)(const cnn_dwconv_padded_params* p, const float* pad, const float* w, float bias,
                                      const float* residual, float* out);
 void cnn_f32_dwconv_padded__scalar(const cnn_dwconv_padded_params* p, const float* pad, const float* w, float bias,
                                    const float* residual, float* out);
 #if defined(__x86_64__)
 void cnn_f32_dwconv_padded__avx2(const cnn_dwconv_padded_params* p, const float* pad, const float* w, float bias,
+                                 const float* residual, float* out);
+#endif
+#if defined(__aarch64__)
+void cnn_f32_dwconv_padded__neon(const cnn_dwconv_padded_params* p, const float* pad, const float* w, float bias,
                                  const float* residual, float* out);
 #endif
 

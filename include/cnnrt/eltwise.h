@@ -16,6 +16,7 @@ extern "C" {
 typedef void (*cnn_act_fn)(const cnn_act* act, const float* x, float* y, size_t n);
 void cnn_f32_act__scalar(const cnn_act* act, const float* x, float* y, size_t n);
 void cnn_f32_act__avx2(const cnn_act* act, const float* x, float* y, size_t n);
+void cnn_f32_act__neon(const cnn_act* act, const float* x, float* y, size_t n);
 
 /* ---------- binary with numpy broadcasting ----------
  * y[idx] = op(a[idx . a_strides], b[idx . b_strides]) over `shape` (ndim <= CNN_MAX_DIMS, row-major y, strides in
@@ -26,6 +27,7 @@ typedef enum { CNN_BIN_ADD = 0, CNN_BIN_SUB, CNN_BIN_MUL, CNN_BIN_DIV, CNN_BIN_M
 typedef void (*cnn_binary_fn)(int op, const float* a, size_t sa, const float* b, size_t sb, float* y, size_t n);
 void cnn_f32_binary__scalar(int op, const float* a, size_t sa, const float* b, size_t sb, float* y, size_t n);
 void cnn_f32_binary__avx2(int op, const float* a, size_t sa, const float* b, size_t sb, float* y, size_t n);
+void cnn_f32_binary__neon(int op, const float* a, size_t sa, const float* b, size_t sb, float* y, size_t n);
 
 /* ---------- 2-D pooling, NCHW ----------
  * Output size is computed by the caller (ceil_mode handled there); windows are clipped to the input.
@@ -46,10 +48,13 @@ void cnn_f32_pool2d__scalar(const cnn_pool2d_desc* d, size_t nc, size_t h, size_
                             const float* x, float* y);
 void cnn_f32_pool2d__avx2(const cnn_pool2d_desc* d, size_t nc, size_t h, size_t w, size_t oh, size_t ow,
                           const float* x, float* y);
+void cnn_f32_pool2d__neon(const cnn_pool2d_desc* d, size_t nc, size_t h, size_t w, size_t oh, size_t ow,
+                          const float* x, float* y);
 /* Global pooling: y[p] = mean (type 1) or max (type 0) of plane p (nc planes of hw). */
 typedef void (*cnn_global_pool_fn)(int type, size_t nc, size_t hw, const float* x, float* y);
 void cnn_f32_global_pool__scalar(int type, size_t nc, size_t hw, const float* x, float* y);
 void cnn_f32_global_pool__avx2(int type, size_t nc, size_t hw, const float* x, float* y);
+void cnn_f32_global_pool__neon(int type, size_t nc, size_t hw, const float* x, float* y);
 
 /* ---------- per-channel affine (stand-alone BatchNormalization): y = x*scale[c] + shift[c], then act ---------- */
 typedef void (*cnn_channel_affine_fn)(size_t n, size_t c, size_t hw, const float* scale, const float* shift,
@@ -60,11 +65,14 @@ void cnn_f32_channel_affine__scalar(size_t n, size_t c, size_t hw, const float* 
                                     const cnn_act* act, const float* x, float* y);
 void cnn_f32_channel_affine__avx2(size_t n, size_t c, size_t hw, const float* scale, const float* shift,
                                   const cnn_act* act, const float* x, float* y);
+void cnn_f32_channel_affine__neon(size_t n, size_t c, size_t hw, const float* scale, const float* shift,
+                                  const cnn_act* act, const float* x, float* y);
 
 /* ---------- softmax / log-softmax over the middle axis of [outer, axis, inner] (x == y allowed) ---------- */
 typedef void (*cnn_softmax_fn)(int log, size_t outer, size_t axis, size_t inner, const float* x, float* y);
 void cnn_f32_softmax__scalar(int log, size_t outer, size_t axis, size_t inner, const float* x, float* y);
 void cnn_f32_softmax__avx2(int log, size_t outer, size_t axis, size_t inner, const float* x, float* y);
+void cnn_f32_softmax__neon(int log, size_t outer, size_t axis, size_t inner, const float* x, float* y);
 
 /* ---------- LRN across channels (ONNX): y = x / (bias + alpha/size * sum_{c' in window} x[c']^2)^beta ----------
  * y must not overlap x. */

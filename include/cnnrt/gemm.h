@@ -53,6 +53,11 @@ void cnn_f32_gemm_ukernel_6x16__scalar(size_t m, size_t n, size_t kc, const floa
 void cnn_f32_gemm_ukernel_6x16__avx2(size_t m, size_t n, size_t kc, const float* a, const float* b, float* c,
                                      size_t ldc, int accumulate, const cnn_gemm_epilogue* epi);
 #endif
+#if defined(__aarch64__)
+/* NEON 8x12 micro-kernel (aarch64: Advanced SIMD is always present). */
+void cnn_f32_gemm_ukernel_8x12__neon(size_t m, size_t n, size_t kc, const float* a, const float* b, float* c,
+                                     size_t ldc, int accumulate, const cnn_gemm_epilogue* epi);
+#endif
 
 /* Packing. pack_a: rows [0,m) x cols [0,kc) of A (strides rs, cs) into ceil(m/mr) panels of kc x mr, zero-padded.
  * pack_b: rows [0,kc) x cols [0,n) of B into ceil(n/nr) panels of kc x nr, zero-padded. */

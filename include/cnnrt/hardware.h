@@ -25,6 +25,8 @@ int cnn_hw_set_active_isa(int isa);
 const char* cnn_isa_name(int isa);
 /* Number of online CPUs (>= 1). */
 int cnn_hw_num_cpus(void);
+/* Measured FMA throughput of one core in GFLOP/s (best of short runs for about `seconds`); 0 if unknown. */
+double cnn_hw_measure_fma_peak(double seconds);
 
 #ifdef __cplusplus
 }

@@ -25,8 +25,20 @@ static const cnn_eltwise_config g_avx2 = {
 };
 #endif
 
-/* isa < 0: the active ISA. NULL when the CPU (or the build) does not support `isa`. There are no NEON element-wise
- * kernels yet: a supported NEON request gets the scalar table (its .isa says CNN_ISA_SCALAR). */
+#if defined(__aarch64__) && !defined(CNNRT_NO_NEON)
+#define CNN_HAVE_NEON_KERNELS 1
+static const cnn_eltwise_config g_neon = {
+    CNN_ISA_NEON,
+    cnn_f32_act__neon,
+    cnn_f32_binary__neon,
+    cnn_f32_pool2d__neon,
+    cnn_f32_global_pool__neon,
+    cnn_f32_channel_affine__neon,
+    cnn_f32_softmax__neon,
+};
+#endif
+
+/* isa < 0: the active ISA. NULL when the CPU (or the build) does not support `isa`. */
 const cnn_eltwise_config* cnn_eltwise_config_get(int isa) {
   if (isa < 0) isa = cnn_hw_active_isa();
   if (!cnn_hw_isa_supported(isa)) return NULL;
@@ -34,8 +46,10 @@ const cnn_eltwise_config* cnn_eltwise_config_get(int isa) {
 #ifdef CNN_HAVE_AVX2_KERNELS
     case CNN_ISA_AVX2: return &g_avx2;
 #endif
-    case CNN_ISA_SCALAR:
-    case CNN_ISA_NEON: return &g_scalar;
+#ifdef CNN_HAVE_NEON_KERNELS
+    case CNN_ISA_NEON: return &g_neon;
+#endif
+    case CNN_ISA_SCALAR: return &g_scalar;
     default: return NULL;
   }
 }

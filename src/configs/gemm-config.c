@@ -32,13 +32,26 @@ static const cnn_gemm_config g_avx2 = {
 };
 #endif
 
-/* isa < 0: the active ISA. An ISA the CPU lacks gives NULL; a supported ISA without a kernel of its own (NEON for
- * now) gets the portable scalar kernel. */
+#if defined(__aarch64__) && !defined(CNNRT_NO_NEON)
+/* NEON (aarch64) 8x12: 24 accumulator registers of 32. Not tuned on hardware yet (developed under qemu): kc = 256
+ * keeps the B micro-panel (kc x 12 floats, 12 KiB) in a 32 KiB L1d; mc = 128 (A block 128 KiB) fits the smallest
+ * common L2 (256 KiB+); nc = 768 = 64 panels of 12. */
+static const cnn_gemm_config g_neon = {
+    .isa = CNN_ISA_NEON, .mr = 8, .nr = 12, .kc = 256, .mc = 128, .nc = 768,
+    .ukernel = cnn_f32_gemm_ukernel_8x12__neon,
+};
+#endif
+
+/* isa < 0: the active ISA. An ISA the CPU lacks gives NULL; a supported ISA without a kernel of its own gets the
+ * portable scalar kernel. */
 const cnn_gemm_config* cnn_gemm_config_get(int isa) {
   if (isa < 0) isa = cnn_hw_active_isa();
   if (!cnn_hw_isa_supported(isa)) return NULL;
 #if defined(__x86_64__) && !defined(CNNRT_NO_AVX2)
   if (isa == CNN_ISA_AVX2) return &g_avx2;
+#endif
+#if defined(__aarch64__) && !defined(CNNRT_NO_NEON)
+  if (isa == CNN_ISA_NEON) return &g_neon;
 #endif
   return &g_scalar;
 }

@@ -19,20 +19,18 @@ static inline void finish(__m256 acc, const float* rrow, float* orow, __m256 lo,
     _mm256_maskstore_ps(orow, m, acc);
 }
 
-/* tap t = ky*kw + kx of output (oy, ox) reads pad[oy*sh*pw + ox + toff[t]] */
-static inline void dw_impl(const cnn_dwconv_padded_params* p, const float* pad, const float* w, float bias,
-                           const float* residual, float* out, const size_t KH, const size_t KW) {
+/* Tap (ky, kx) of output (oy, ox) reads row oy*sh + ky at column ox + kx (S == 1) or, in phase plane kx & 1, at
+ * column ox + (kx >> 1) (S == 2). KH, KW, S are compile-time constants in the specialized instances, so the taps
+ * of one filter row are loads at constant offsets from one row pointer. */
+#define LD(q, kx) _mm256_loadu_ps((S) == 1 ? (q) + (kx) : (q) + ((kx) & 1) * plane + ((kx) >> 1))
+static inline __attribute__((always_inline)) void dw_impl(const cnn_dwconv_padded_params* p, const float* pad,
+                                                          const float* w, float bias, const float* residual,
+                                                          float* out, const size_t KH, const size_t KW,
+                                                          const size_t S) {
   enum { MAXT = 64 };
-  const size_t nt = KH * KW, pw = p->pw, sh = p->sh, oh = p->oh, ow = p->ow;
-  ptrdiff_t toff[MAXT];
+  const size_t pw = p->pw, sh = p->sh, oh = p->oh, ow = p->ow, plane = p->plane;
   __m256 wv[MAXT];
-  for (size_t ky = 0; ky < KH; ky++)
-    for (size_t kx = 0; kx < KW; kx++) {
-      const size_t t = ky * KW + kx;
-      toff[t] = (ptrdiff_t)(ky * pw) +
-                (p->sw == 1 ? (ptrdiff_t)kx : (ptrdiff_t)((kx & 1) * p->plane + (kx >> 1)));
-      wv[t] = _mm256_broadcast_ss(w + t);
-    }
+  for (size_t t = 0; t < KH * KW; t++) wv[t] = _mm256_broadcast_ss(w + t);
   const __m256 lo = _mm256_set1_ps(p->min), hi = _mm256_set1_ps(p->max), vb = _mm256_set1_ps(bias);
   const size_t rem = ow % 8, full_end = ow - rem;
   const __m256i mrem = _mm256_loadu_si256((const __m256i*)(g_mask + 8 - rem));
@@ -47,16 +45,24 @@ static inline void dw_impl(const cnn_dwconv_padded_params* p, const float* pad, 
     const float* q1 = residual ? q0 + ow : NULL;
     for (size_t ox = 0; ox < ow; ox += 8) {
       __m256 a0 = vb, a1 = vb, b0 = _mm256_setzero_ps(), b1 = _mm256_setzero_ps();
-      size_t t = 0;
-      for (; t + 2 <= nt; t += 2) {
-        a0 = _mm256_fmadd_ps(wv[t], _mm256_loadu_ps(r0 + ox + toff[t]), a0);
-        a1 = _mm256_fmadd_ps(wv[t], _mm256_loadu_ps(r1 + ox + toff[t]), a1);
-        b0 = _mm256_fmadd_ps(wv[t + 1], _mm256_loadu_ps(r0 + ox + toff[t + 1]), b0);
-        b1 = _mm256_fmadd_ps(wv[t + 1], _mm256_loadu_ps(r1 + ox + toff[t + 1]), b1);
-      }
-      if (t < nt) {
-        a0 = _mm256_fmadd_ps(wv[t], _mm256_loadu_ps(r0 + ox + toff[t]), a0);
-        a1 = _mm256_fmadd_ps(wv[t], _mm256_loadu_ps(r1 + ox + toff[t]), a1);
+#pragma GCC unroll 16
+      for (size_t ky = 0; ky < KH; ky++) {
+        const float* x0 = r0 + ky * pw + ox;
+        const float* x1 = r1 + ky * pw + ox;
+        const __m256* wr = wv + ky * KW;
+        if (ky & 1) {
+#pragma GCC unroll 16
+          for (size_t kx = 0; kx < KW; kx++) {
+            b0 = _mm256_fmadd_ps(wr[kx], LD(x0, kx), b0);
+            b1 = _mm256_fmadd_ps(wr[kx], LD(x1, kx), b1);
+          }
+        } else {
+#pragma GCC unroll 16
+          for (size_t kx = 0; kx < KW; kx++) {
+            a0 = _mm256_fmadd_ps(wr[kx], LD(x0, kx), a0);
+            a1 = _mm256_fmadd_ps(wr[kx], LD(x1, kx), a1);
+          }
+        }
       }
       const int full = ox < full_end;
       const __m256i m = full ? mfull : mrem;
@@ -74,30 +80,88 @@ static inline void dw_impl(const cnn_dwconv_padded_params* p, const float* pad, 
     const float* q0 = residual ? residual + oy * ow : NULL;
     for (size_t ox = 0; ox < ow; ox += 8) {
       __m256 a0 = vb, b0 = _mm256_setzero_ps();
-      size_t t = 0;
-      for (; t + 2 <= nt; t += 2) {
-        a0 = _mm256_fmadd_ps(wv[t], _mm256_loadu_ps(r0 + ox + toff[t]), a0);
-        b0 = _mm256_fmadd_ps(wv[t + 1], _mm256_loadu_ps(r0 + ox + toff[t + 1]), b0);
+#pragma GCC unroll 16
+      for (size_t ky = 0; ky < KH; ky++) {
+        const float* x0 = r0 + ky * pw + ox;
+        const __m256* wr = wv + ky * KW;
+#pragma GCC unroll 16
+        for (size_t kx = 0; kx < KW; kx++) {
+          if (ky & 1)
+            b0 = _mm256_fmadd_ps(wr[kx], LD(x0, kx), b0);
+          else
+            a0 = _mm256_fmadd_ps(wr[kx], LD(x0, kx), a0);
+        }
       }
-      if (t < nt) a0 = _mm256_fmadd_ps(wv[t], _mm256_loadu_ps(r0 + ox + toff[t]), a0);
       const int full = ox < full_end;
       finish(_mm256_add_ps(a0, b0), q0 ? q0 + ox : NULL, o0 + ox, lo, hi, full ? mfull : mrem, full);
     }
     if (p->act_fn) p->act_fn(p->act, o0, o0, ow);
   }
 }
-
-static void dw_generic(const cnn_dwconv_padded_params* p, const float* pad, const float* w, float bias,
-                       const float* residual, float* out) {
-  dw_impl(p, pad, w, bias, residual, out, p->kh, p->kw);
-}
+#undef LD
 
 void cnn_f32_dwconv_padded__avx2(const cnn_dwconv_padded_params* p, const float* pad, const float* w, float bias,
                                  const float* residual, float* out) {
-  if (p->kh == 3 && p->kw == 3)
-    dw_impl(p, pad, w, bias, residual, out, 3, 3);
-  else if (p->kh == 5 && p->kw == 5)
-    dw_impl(p, pad, w, bias, residual, out, 5, 5);
-  else
-    dw_generic(p, pad, w, bias, residual, out);
+  const size_t kh = p->kh, kw = p->kw;
+  if (p->sw == 1) {
+    if (kh == 3 && kw == 3)
+      dw_impl(p, pad, w, bias, residual, out, 3, 3, 1);
+    else if (kh == 5 && kw == 5)
+      dw_impl(p, pad, w, bias, residual, out, 5, 5, 1);
+    else
+      dw_impl(p, pad, w, bias, residual, out, kh, kw, 1);
+  } else {
+    if (kh == 3 && kw == 3)
+      dw_impl(p, pad, w, bias, residual, out, 3, 3, 2);
+    else if (kh == 5 && kw == 5)
+      dw_impl(p, pad, w, bias, residual, out, 5, 5, 2);
+    else
+      dw_impl(p, pad, w, bias, residual, out, kh, kw, 2);
+  }
+}
+
+/* Same result as cnn_dwconv_pad_plane (bit-exact copy); may also write zeros up to 8 floats past a row's end (into
+ * the next row, rewritten afterwards, or the slack after each plane). */
+void cnn_dwconv_pad_plane__avx2(const cnn_dwconv_padded_params* p, const float* in, size_t h, size_t w, float* pad) {
+  const size_t pw = p->pw, sw = p->sw, pl = p->pl;
+  const size_t cols = pw * sw;
+  const size_t n = pl < cols ? cnn_min_sz(w, cols - pl) : 0; /* input columns copied */
+  const __m256 z = _mm256_setzero_ps();
+  for (size_t r = 0; r < p->ph; r++) {
+    const ptrdiff_t iy = (ptrdiff_t)r - (ptrdiff_t)p->pt;
+    for (size_t ph = 0; ph < sw; ph++) {
+      float* dst = pad + ph * p->plane + r * pw;
+      for (size_t c = 0; c < pw; c += 8) _mm256_storeu_ps(dst + c, z);
+    }
+    if (iy < 0 || iy >= (ptrdiff_t)h || n == 0) continue;
+    const float* src = in + (size_t)iy * w;
+    if (sw == 1) {
+      float* dst = pad + r * pw + pl;
+      size_t k = 0;
+      for (; k + 8 <= n; k += 8) _mm256_storeu_ps(dst + k, _mm256_loadu_ps(src + k));
+      if (k < n) {
+        const __m256i m = _mm256_loadu_si256((const __m256i*)(g_mask + 8 - (n - k)));
+        _mm256_storeu_ps(dst + k, _mm256_maskload_ps(src + k, m));
+      }
+    } else {
+      /* even source columns go to plane (pl & 1) from (pl >> 1), odd ones to the other plane from (pl + 1) >> 1 */
+      float* d0 = pad + (pl & 1) * p->plane + r * pw + (pl >> 1);
+      float* d1 = pad + (1 - (pl & 1)) * p->plane + r * pw + ((pl + 1) >> 1);
+      for (size_t k = 0; k < n; k += 16) {
+        __m256 a, b;
+        if (k + 16 <= n) {
+          a = _mm256_loadu_ps(src + k);
+          b = _mm256_loadu_ps(src + k + 8);
+        } else {
+          const size_t ra = cnn_min_sz(8, n - k), rb = n - k > 8 ? n - k - 8 : 0;
+          a = _mm256_maskload_ps(src + k, _mm256_loadu_si256((const __m256i*)(g_mask + 8 - ra)));
+          b = rb ? _mm256_maskload_ps(src + k + 8, _mm256_loadu_si256((const __m256i*)(g_mask + 8 - rb))) : z;
+        }
+        const __m256 ev = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xD8));
+        const __m256 od = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xDD)), 0xD8));
+        _mm256_storeu_ps(d0 + k / 2, ev);
+        _mm256_storeu_ps(d1 + k / 2, od);
+      }
+    }
+  }
 }

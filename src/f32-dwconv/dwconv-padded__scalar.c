@@ -27,7 +27,7 @@ int cnn_dwconv_padded_geometry(const cnn_conv2d_desc* d, size_t h, size_t w, siz
   p->ph = ph;
   p->pt = d->pad_top;
   p->pl = d->pad_left;
-  p->plane = pw * ph;
+  p->plane = cnn_round_up(pw * ph + 16, 8); /* slack: the AVX2 packer may write 8 floats past a row */
   p->min = -1.0f / 0.0f;
   p->max = 1.0f / 0.0f;
   p->act_fn = NULL;

@@ -19,6 +19,7 @@
 #include "cnnrt/eltwise.h"
 #include "cnnrt/gemm.h"
 #include "cnnrt/hardware.h"
+#include "cnnrt/winograd.h"
 
 /* Everything indexed with ptrdiff_t (signed offsets into the input) must stay below this. */
 #define CNN_MAX_ELEMS ((size_t)PTRDIFF_MAX / 8)
@@ -134,10 +135,13 @@ struct cnn_conv2d_weights {
   float* bias; /* Cout floats or NULL (a copy) */
   cnn_conv_pack_b_fn pack_b;
   cnn_dwconv_fn dw;
+  cnn_dwconv_pad_fn dwpad;
   cnn_dwconv_padded_fn dwp; /* depthwise on a padded plane copy (the shapes cnn_dwconv_padded_geometry takes) */
   cnn_gemm_act_fn act_fn; /* activation the clamp cannot express, or NULL */
   float act_min, act_max;
   size_t bytes;
+  cnn_wino_weights* wino; /* Winograd transform (src/ops/winograd.c), kept next to the GEMM packing, or NULL */
+  double wino_err;        /* its probe error (-1: no probe) */
 };
 
 static int set_status(int* status, int s) {
@@ -160,8 +164,12 @@ cnn_conv2d_weights* cnn_conv2d_weights_create(const cnn_conv2d_desc* d, const fl
   }
   const size_t G = d->groups, cin_g = d->in_channels / G, cout_g = d->out_channels / G;
   const int dw_shape = G == d->in_channels; /* one input channel per group: depthwise, multiplier cout_g */
+  int wino_m = 0;                            /* > 0: AUTO tries Winograd from this tile; < 0: requested */
   switch (algo) {
-    case CNN_CONV_ALGO_AUTO: algo = dw_shape ? CNN_CONV_ALGO_DEPTHWISE : CNN_CONV_ALGO_GEMM; break;
+    case CNN_CONV_ALGO_AUTO:
+      wino_m = cnn_wino_auto_enabled() ? cnn_wino_auto_tile(d) : 0;
+      algo = dw_shape ? CNN_CONV_ALGO_DEPTHWISE : CNN_CONV_ALGO_GEMM;
+      break;
     case CNN_CONV_ALGO_DIRECT: /* served by the implicit GEMM */
     case CNN_CONV_ALGO_GEMM: algo = CNN_CONV_ALGO_GEMM; break;
     case CNN_CONV_ALGO_DEPTHWISE:
@@ -171,7 +179,14 @@ cnn_conv2d_weights* cnn_conv2d_weights_create(const cnn_conv2d_desc* d, const fl
       }
       break;
     case CNN_CONV_ALGO_REFERENCE: break;
-    case CNN_CONV_ALGO_WINOGRAD: set_status(status, CNN_ERR_UNSUPPORTED); return NULL;
+    case CNN_CONV_ALGO_WINOGRAD: /* packed for GEMM as well: the fallback when the accuracy probe fails */
+      if (!cnn_wino_eligible(d)) {
+        set_status(status, CNN_ERR_UNSUPPORTED);
+        return NULL;
+      }
+      wino_m = -6;
+      algo = CNN_CONV_ALGO_GEMM;
+      break;
     default: set_status(status, CNN_ERR_INVALID); return NULL;
   }
 
@@ -233,12 +248,25 @@ cnn_conv2d_weights* cnn_conv2d_weights_create(const cnn_conv2d_desc* d, const fl
     memcpy(cw->packed, w, wn * sizeof(float)); /* depthwise: [Cout][kh*kw] is the given layout (cin_g == 1) */
     cw->dw = cnn_f32_dwconv__scalar;
     cw->dwp = cnn_f32_dwconv_padded__scalar;
+    cw->dwpad = cnn_dwconv_pad_plane;
 #if defined(__x86_64__) && !defined(CNNRT_NO_AVX2)
     if (cw->isa == CNN_ISA_AVX2) {
       cw->dw = cnn_f32_dwconv__avx2;
       cw->dwp = cnn_f32_dwconv_padded__avx2;
+      cw->dwpad = cnn_dwconv_pad_plane__avx2;
     }
 #endif
+#if defined(__aarch64__) && !defined(CNNRT_NO_NEON)
+    if (cw->isa == CNN_ISA_NEON) {
+      cw->dw = cnn_f32_dwconv__neon;
+      cw->dwp = cnn_f32_dwconv_padded__neon;
+    }
+#endif
+  }
+  cw->wino_err = -1.0;
+  if (wino_m != 0) {
+    cw->wino = cnn_wino_select(d, w, bias, cw->isa, wino_m < 0 ? -wino_m : wino_m, wino_m < 0, &cw->wino_err);
+    if (cw->wino) cw->bytes += cnn_wino_weights_bytes(cw->wino);
   }
   set_status(status, CNN_OK);
   return cw;
@@ -246,12 +274,15 @@ cnn_conv2d_weights* cnn_conv2d_weights_create(const cnn_conv2d_desc* d, const fl
 
 void cnn_conv2d_weights_destroy(cnn_conv2d_weights* w) {
   if (!w) return;
+  cnn_wino_weights_destroy(w->wino);
   cnn_aligned_free(w->packed);
   cnn_aligned_free(w->bias);
   free(w);
 }
 
-int cnn_conv2d_weights_algo(const cnn_conv2d_weights* w) { return w ? w->algo : -1; }
+int cnn_conv2d_weights_algo(const cnn_conv2d_weights* w) { return w ? (w->wino ? CNN_CONV_ALGO_WINOGRAD : w->algo) : -1; }
+int cnn_conv2d_weights_tile(const cnn_conv2d_weights* w) { return w ? cnn_wino_tile(w->wino) : 0; }
+double cnn_conv2d_weights_probe_error(const cnn_conv2d_weights* w) { return w ? w->wino_err : -1.0; }
 size_t cnn_conv2d_weights_bytes(const cnn_conv2d_weights* w) { return w ? w->bytes : 0; }
 
 /* ------------------------------------------------------------------------------------------------------------ */
@@ -297,6 +328,11 @@ int cnn_conv2d_plan_init(cnn_conv2d_plan* p, const cnn_conv2d_weights* w, size_t
       const size_t slice = cnn_round_up(fl, CNN_ALIGN / sizeof(float));
       if (!mul_ok(slice, nthreads, &ws) || !mul_ok(ws, sizeof(float), &ws)) return CNN_ERR_INVALID;
     }
+  }
+  if (w->wino && cnn_wino_use(w->wino, batch, oh, ow)) {
+    ws = cnn_wino_workspace_size(w->wino, batch, in_h, in_w, oh, ow, nthreads);
+    if (ws == 0) return CNN_ERR_INVALID;
+    p->algo = CNN_CONV_ALGO_WINOGRAD;
   }
   p->w = w;
   p->batch = batch;
@@ -404,7 +440,7 @@ static void dwp_task(void* vctx, size_t tid, size_t i) {
     const size_t plane = u / x->mch, mc = u % x->mch; /* plane = n * Cin + ci */
     const size_t n = plane / Cin, ci = plane % Cin;
     if (plane != padded) {
-      cnn_dwconv_pad_plane(&x->prm, x->in + plane * x->HW, x->H, x->W, pad);
+      w->dwpad(&x->prm, x->in + plane * x->HW, x->H, x->W, pad);
       padded = plane;
     }
     const size_t m1 = cnn_min_sz(cm, (mc + 1) * x->mcz);
@@ -433,6 +469,11 @@ void cnn_conv2d_run(const cnn_conv2d_plan* p, const float* in, float* out, const
   const cnn_conv2d_weights* w = p->w;
   const cnn_conv2d_desc* d = &w->d;
   /* the workspace holds p->nthreads slices: a larger pool would index past it, so it runs inline */
+  if (p->algo == CNN_CONV_ALGO_WINOGRAD) {
+    cnn_wino_run(w->wino, p->batch, p->in_h, p->in_w, p->out_h, p->out_w, in, out, residual, workspace, pool,
+                 p->nthreads);
+    return;
+  }
   size_t nthreads = cnn_threadpool_size(pool);
   if (nthreads > p->nthreads) {
     pool = NULL;

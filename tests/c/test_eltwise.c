@@ -1003,6 +1003,15 @@ static void test_config(void) {
   const cnn_eltwise_config* v = cnn_eltwise_config_get(CNN_ISA_AVX2);
   CHECK((v != NULL) == (cnn_hw_isa_supported(CNN_ISA_AVX2) != 0), "avx2 config iff supported");
   if (v) CHECK(v->isa == CNN_ISA_AVX2 && v->pool2d && v->softmax && v->binary, "avx2 table filled");
+  const cnn_eltwise_config* nv = cnn_eltwise_config_get(CNN_ISA_NEON);
+  CHECK((nv != NULL) == (cnn_hw_isa_supported(CNN_ISA_NEON) != 0), "neon config iff supported");
+#if defined(__aarch64__)
+  if (nv)
+    CHECK(nv->isa == CNN_ISA_NEON && nv->act == cnn_f32_act__neon && nv->binary == cnn_f32_binary__neon &&
+              nv->pool2d == cnn_f32_pool2d__neon && nv->global_pool == cnn_f32_global_pool__neon &&
+              nv->channel_affine == cnn_f32_channel_affine__neon && nv->softmax == cnn_f32_softmax__neon,
+          "neon table filled with the NEON kernels");
+#endif
   CHECK(cnn_eltwise_config_get(CNN_ISA_COUNT) == NULL, "unknown isa");
 }
 

@@ -117,7 +117,8 @@ static float act_ref1(const cnn_act* a, double x) {
 static int isa_list(int* isas) {
   int n = 0;
   for (int isa = 0; isa < CNN_ISA_COUNT; isa++)
-    if (cnn_hw_isa_supported(isa) && (isa == CNN_ISA_SCALAR || isa == CNN_ISA_AVX2)) isas[n++] = isa;
+    if (cnn_hw_isa_supported(isa) && (isa == CNN_ISA_SCALAR || isa == CNN_ISA_AVX2 || isa == CNN_ISA_NEON))
+      isas[n++] = isa;
   return n;
 }
 
@@ -218,6 +219,80 @@ static void test_ukernels(void) {
 
 /* ============================================================================================================ */
 /* sgemm and fc vs cnn_gemm_ref */
+
+#if defined(__aarch64__)
+/* NEON 8x12 micro-kernel vs a double-precision tile computed here (every m <= 8, n <= 12, both accumulate modes,
+ * each epilogue part): |got - exact| <= gamma_{kc+4} * S, S = sum |a*b| + |C| + |biases| + |residual|; nothing
+ * outside the m x n tile is written. */
+static void test_ukernel_neon(void) {
+  enum { UMR = 8, UNR = 12, ULDC = 17, UROWS = 10 };
+  const size_t kcs[] = {1, 2, 7, 255, 300};
+  int fails = 0;
+  for (size_t ki = 0; ki < sizeof(kcs) / sizeof(kcs[0]); ki++) {
+    const size_t kc = kcs[ki];
+    float* a = falloc(kc * UMR);
+    float* b = falloc(kc * UNR);
+    for (size_t m = 1; m <= UMR; m++)
+      for (size_t n = 1; n <= UNR; n++) {
+        for (size_t k = 0; k < kc; k++) {
+          for (size_t i = 0; i < UMR; i++) a[k * UMR + i] = i < m ? rng_f() : 0.0f;
+          for (size_t j = 0; j < UNR; j++) b[k * UNR + j] = j < n ? rng_f() : 0.0f;
+        }
+        float bias_row[UMR], bias_col[UNR], res[UROWS * ULDC];
+        rng_fill(bias_row, UMR);
+        rng_fill(bias_col, UNR);
+        rng_fill(res, UROWS * ULDC);
+        for (int accumulate = 0; accumulate <= 1; accumulate++)
+          for (int eo = 0; eo < 6; eo++) { /* 0: none, 1: bias row, 2: bias col, 3: residual, 4: clamp, 5: all */
+            cnn_gemm_epilogue e = {NULL, NULL, NULL, ULDC, -INFINITY, INFINITY};
+            if (eo == 1 || eo == 5) e.bias_row = bias_row;
+            if (eo == 2 || eo == 5) e.bias_col = bias_col;
+            if (eo == 3 || eo == 5) e.residual = res;
+            if (eo == 4 || eo == 5) {
+              e.min = -0.3f;
+              e.max = 0.4f;
+            }
+            float c0[UROWS * ULDC], c1[UROWS * ULDC];
+            for (size_t i = 0; i < UROWS * ULDC; i++) c0[i] = SENTINEL;
+            for (size_t i = 0; i < m; i++)
+              for (size_t j = 0; j < n; j++) c0[i * ULDC + j] = rng_f();
+            memcpy(c1, c0, sizeof(c0));
+            cnn_f32_gemm_ukernel_8x12__neon(m, n, kc, a, b, c1, ULDC, accumulate, eo ? &e : NULL);
+            int ok = 1;
+            for (size_t i = 0; i < UROWS && ok; i++)
+              for (size_t j = 0; j < ULDC && ok; j++) {
+                const size_t o = i * ULDC + j;
+                if (i >= m || j >= n) {
+                  if (c1[o] != SENTINEL) ok = 0;
+                  continue;
+                }
+                double want = 0, S = 0;
+                for (size_t k = 0; k < kc; k++) {
+                  const double t = (double)a[k * UMR + i] * (double)b[k * UNR + j];
+                  want += t;
+                  S += fabs(t);
+                }
+                if (accumulate) { want += c0[o]; S += fabs(c0[o]); }
+                if (e.bias_row) { want += bias_row[i]; S += fabs(bias_row[i]); }
+                if (e.bias_col) { want += bias_col[j]; S += fabs(bias_col[j]); }
+                if (e.residual) { want += res[i * ULDC + j]; S += fabs(res[i * ULDC + j]); }
+                want = want < e.min ? e.min : (want > e.max ? e.max : want);
+                if (fabs((double)c1[o] - want) > gamma_n(kc + 4) * S) ok = 0;
+              }
+            if (!ok && fails++ < 10)
+              printf("  ukernel neon mismatch m=%zu n=%zu kc=%zu acc=%d epi=%d\n", m, n, kc, accumulate, eo);
+            CHECK(ok, "ukernel neon vs exact m=%zu n=%zu kc=%zu acc=%d epi=%d", m, n, kc, accumulate, eo);
+          }
+      }
+    cnn_aligned_free(a);
+    cnn_aligned_free(b);
+  }
+  const cnn_gemm_config* cfg = cnn_gemm_config_get(CNN_ISA_NEON);
+  CHECK(cfg && cfg->isa == CNN_ISA_NEON && cfg->mr == UMR && cfg->nr == UNR &&
+            cfg->ukernel == cnn_f32_gemm_ukernel_8x12__neon,
+        "neon gemm config");
+}
+#endif
 
 static void test_sgemm_one(const cnn_gemm_config* cfg, cnn_threadpool* pool, size_t M, size_t N, size_t K, int ta,
                            int tb, int eo, const cnn_act* act) {
@@ -694,6 +769,9 @@ int main(void) {
   cnn_threadpool* pool1 = cnn_threadpool_create(1);
   cnn_threadpool* pool2 = cnn_threadpool_create(2);
   test_ukernels();
+#if defined(__aarch64__)
+  test_ukernel_neon();
+#endif
   test_sgemm(pool1, pool2);
   test_fc(pool1, pool2);
   test_conv_checks();

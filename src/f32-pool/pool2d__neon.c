@@ -1,0 +1,179 @@
+/* 2-D max / average pooling and global pooling, NCHW, NEON (aarch64).
+ * pool2d: 4 adjacent outputs of a row at a time for stride 1 and 2 where the window lies horizontally inside the
+ * input (stride 2: vld2q de-interleaves even / odd columns; with dilation 1 one vld2q serves two taps); a row's last
+ * block overlaps the previous one rather than leaving a remainder; the border columns, other strides and rows with
+ * no valid tap go through the scalar per-output code. Taps are visited in the scalar kernel's order (ky, then kx
+ * ascending), max keeps m unless v > m, and averages divide by the same float, so results are bit-identical to
+ * cnn_f32_pool2d__scalar. */
+#include <arm_neon.h>
+#include <math.h>
+
+#include "cnnrt/eltwise.h"
+
+/* Same as in pool2d__scalar.c. */
+static inline void window_1d(size_t o, size_t stride, size_t pad_begin, size_t pad_end, size_t dil, size_t k,
+                             size_t in, size_t* k_lo, size_t* k_hi, size_t* k_pad) {
+  const ptrdiff_t start = (ptrdiff_t)(o * stride) - (ptrdiff_t)pad_begin;
+  const ptrdiff_t last_in = (ptrdiff_t)in - 1, last_pad = (ptrdiff_t)(in + pad_end) - 1;
+  const ptrdiff_t dl = (ptrdiff_t)dil;
+  size_t lo = start >= 0 ? 0 : (size_t)(dl == 1 ? -start : (-start + dl - 1) / dl);
+  size_t hi = start > last_in ? 0 : cnn_min_sz(k, (size_t)(dl == 1 ? last_in - start : (last_in - start) / dl) + 1);
+  if (lo > hi) lo = hi;
+  *k_lo = lo;
+  *k_hi = hi;
+  *k_pad = start > last_pad ? 0 : cnn_min_sz(k, (size_t)(dl == 1 ? last_pad - start : (last_pad - start) / dl) + 1);
+}
+
+/* One output, exactly as the scalar kernel computes it. */
+static inline float pool_one(const cnn_pool2d_desc* d, const float* xp, size_t w, ptrdiff_t iy0, size_t ky0,
+                             size_t ky1, size_t kyp, size_t ox) {
+  size_t kx0, kx1, kxp;
+  window_1d(ox, d->stride_w, d->pad_left, d->pad_right, d->dilation_w, d->kernel_w, w, &kx0, &kx1, &kxp);
+  const ptrdiff_t ix0 = (ptrdiff_t)(ox * d->stride_w) - (ptrdiff_t)d->pad_left;
+  const size_t dh = d->dilation_h, dw = d->dilation_w;
+  if (d->type == 0) {
+    float m = -INFINITY;
+    for (size_t ky = ky0; ky < ky1; ky++) {
+      const float* row = xp + (size_t)(iy0 + (ptrdiff_t)(ky * dh)) * w;
+      for (size_t kx = kx0; kx < kx1; kx++) {
+        const float v = row[ix0 + (ptrdiff_t)(kx * dw)];
+        m = v > m ? v : m;
+      }
+    }
+    return m;
+  }
+  float s = 0.0f;
+  for (size_t ky = ky0; ky < ky1; ky++) {
+    const float* row = xp + (size_t)(iy0 + (ptrdiff_t)(ky * dh)) * w;
+    for (size_t kx = kx0; kx < kx1; kx++) s += row[ix0 + (ptrdiff_t)(kx * dw)];
+  }
+  const size_t div = d->count_include_pad ? kyp * kxp : (ky1 - ky0) * (kx1 - kx0);
+  return div ? s / (float)div : 0.0f;
+}
+
+/* acc = (v > acc ? v : acc), or acc + v */
+static inline float32x4_t acc_op(int is_max, float32x4_t v, float32x4_t acc) {
+  return is_max ? vbslq_f32(vcgtq_f32(v, acc), v, acc) : vaddq_f32(acc, v);
+}
+
+/* 4 outputs whose windows start at r0[0..4) (stride 1) or r0[0, 2, 4, 6] (stride 2), over nrows input rows
+ * row_step apart. The caller guarantees every load is in bounds (stride 2 reads one column past the last tap). */
+static inline float32x4_t pool4(int is_max, int stride2, const float* r0, size_t nrows, size_t row_step, size_t kw,
+                                size_t dw) {
+  float32x4_t acc = vdupq_n_f32(is_max ? -INFINITY : 0.0f);
+  for (size_t ky = 0; ky < nrows; ky++) {
+    const float* r = r0 + ky * row_step;
+    if (!stride2) {
+      for (size_t kx = 0; kx < kw; kx++) acc = acc_op(is_max, vld1q_f32(r + kx * dw), acc);
+    } else if (dw == 1) {
+      size_t kx = 0;
+      for (; kx + 2 <= kw; kx += 2) { /* even lanes: tap kx, odd lanes: tap kx + 1 */
+        const float32x4x2_t v = vld2q_f32(r + kx);
+        acc = acc_op(is_max, v.val[0], acc);
+        acc = acc_op(is_max, v.val[1], acc);
+      }
+      if (kx < kw) acc = acc_op(is_max, vld2q_f32(r + kx).val[0], acc);
+    } else {
+      for (size_t kx = 0; kx < kw; kx++) acc = acc_op(is_max, vld2q_f32(r + kx * dw).val[0], acc);
+    }
+  }
+  return acc;
+}
+
+static void pool2d_impl(int is_max, int stride2, const cnn_pool2d_desc* d, size_t nc, size_t h, size_t w, size_t oh,
+                        size_t ow, const float* x, float* y) {
+  const size_t kh = d->kernel_h, kw = d->kernel_w, dh = d->dilation_h, dw = d->dilation_w;
+  const size_t sw = d->stride_w, pl = d->pad_left;
+  /* Columns [ox_first, vec_end) can be done 4 at a time: the window (plus the extra column read by vld2q) is
+   * inside [0, w). */
+  const size_t ext = (kw - 1) * dw + (stride2 ? 1 : 0);
+  const size_t ox_first = cnn_div_up(pl, sw);
+  size_t vec_end = 0;
+  if (w + pl >= ext + 1) vec_end = cnn_min_sz(ow, (w - 1 + pl - ext) / sw + 1);
+  for (size_t p = 0; p < nc; p++) {
+    const float* xp = x + p * h * w;
+    float* yp = y + p * oh * ow;
+    for (size_t oy = 0; oy < oh; oy++) {
+      size_t ky0, ky1, kyp;
+      window_1d(oy, d->stride_h, d->pad_top, d->pad_bottom, dh, kh, h, &ky0, &ky1, &kyp);
+      const ptrdiff_t iy0 = (ptrdiff_t)(oy * d->stride_h) - (ptrdiff_t)d->pad_top;
+      float* yr = yp + oy * ow;
+      size_t ox = 0;
+      if (ky1 > ky0) {
+        for (; ox < ox_first && ox < ow; ox++) yr[ox] = pool_one(d, xp, w, iy0, ky0, ky1, kyp, ox);
+        const float* r0 = xp + (size_t)(iy0 + (ptrdiff_t)(ky0 * dh)) * w;
+        const size_t nrows = ky1 - ky0;
+        const float32x4_t vdiv = vdupq_n_f32((float)((d->count_include_pad ? kyp : nrows) * kw));
+        if (vec_end >= ox + 4) {
+          for (;; ox += 4) {
+            if (ox + 4 > vec_end) ox = vec_end - 4; /* last block moved back: recomputes a few outputs (same bits) */
+            float32x4_t v = pool4(is_max, stride2, r0 + (ox * sw - pl), nrows, dh * w, kw, dw);
+            if (!is_max) v = vdivq_f32(v, vdiv);
+            vst1q_f32(yr + ox, v);
+            if (ox + 4 == vec_end) break;
+          }
+          ox = vec_end;
+        }
+      }
+      for (; ox < ow; ox++) yr[ox] = pool_one(d, xp, w, iy0, ky0, ky1, kyp, ox);
+    }
+  }
+}
+
+void cnn_f32_pool2d__neon(const cnn_pool2d_desc* d, size_t nc, size_t h, size_t w, size_t oh, size_t ow,
+                          const float* x, float* y) {
+  const int is_max = d->type == 0;
+  if (d->stride_w == 1) {
+    if (is_max) pool2d_impl(1, 0, d, nc, h, w, oh, ow, x, y);
+    else pool2d_impl(0, 0, d, nc, h, w, oh, ow, x, y);
+  } else if (d->stride_w == 2) {
+    if (is_max) pool2d_impl(1, 1, d, nc, h, w, oh, ow, x, y);
+    else pool2d_impl(0, 1, d, nc, h, w, oh, ow, x, y);
+  } else {
+    cnn_f32_pool2d__scalar(d, nc, h, w, oh, ow, x, y);
+  }
+}
+
+/* Max: 4 x 4 lanes, v > m semantics (equal to the scalar result up to the sign of zero when +0 and -0 tie).
+ * Mean: accumulated in double like the scalar kernel (differs from it only by double-precision summation order). */
+void cnn_f32_global_pool__neon(int type, size_t nc, size_t hw, const float* x, float* y) {
+  for (size_t p = 0; p < nc; p++) {
+    const float* xp = x + p * hw;
+    size_t i = 0;
+    if (type == 0) {
+      const float32x4_t ninf = vdupq_n_f32(-INFINITY);
+      float32x4_t m0 = ninf, m1 = ninf, m2 = ninf, m3 = ninf;
+      for (; i + 16 <= hw; i += 16) {
+        m0 = acc_op(1, vld1q_f32(xp + i), m0);
+        m1 = acc_op(1, vld1q_f32(xp + i + 4), m1);
+        m2 = acc_op(1, vld1q_f32(xp + i + 8), m2);
+        m3 = acc_op(1, vld1q_f32(xp + i + 12), m3);
+      }
+      for (; i + 4 <= hw; i += 4) m0 = acc_op(1, vld1q_f32(xp + i), m0);
+      m0 = acc_op(1, acc_op(1, m1, m0), acc_op(1, m3, m2));
+      float t[4];
+      vst1q_f32(t, m0);
+      float m = -INFINITY;
+      for (int k = 0; k < 4; k++) m = t[k] > m ? t[k] : m;
+      for (; i < hw; i++) m = xp[i] > m ? xp[i] : m;
+      y[p] = m;
+    } else {
+      float64x2_t s0 = vdupq_n_f64(0.0), s1 = s0, s2 = s0, s3 = s0;
+      for (; i + 8 <= hw; i += 8) {
+        const float32x4_t v0 = vld1q_f32(xp + i), v1 = vld1q_f32(xp + i + 4);
+        s0 = vaddq_f64(s0, vcvt_f64_f32(vget_low_f32(v0)));
+        s1 = vaddq_f64(s1, vcvt_high_f64_f32(v0));
+        s2 = vaddq_f64(s2, vcvt_f64_f32(vget_low_f32(v1)));
+        s3 = vaddq_f64(s3, vcvt_high_f64_f32(v1));
+      }
+      for (; i + 4 <= hw; i += 4) {
+        const float32x4_t v = vld1q_f32(xp + i);
+        s0 = vaddq_f64(s0, vcvt_f64_f32(vget_low_f32(v)));
+        s1 = vaddq_f64(s1, vcvt_high_f64_f32(v));
+      }
+      double s = vaddvq_f64(vaddq_f64(vaddq_f64(s0, s1), vaddq_f64(s2, s3)));
+      for (; i < hw; i++) s += xp[i];
+      y[p] = hw ? (float)(s / (double)hw) : 0.0f;
+    }
+  }
+}
