@@ -35,7 +35,7 @@ def c_sources():
     return out
 
 
-BASE_FLAGS = ["-O3", "-std=c11", "-fno-strict-aliasing", "-Wall", "-Wno-unused-function", "-fvisibility=hidden"]
+BASE_FLAGS = ["-O3", "-std=c11", "-ffp-contract=off", "-fno-strict-aliasing", "-Wall", "-Wno-unused-function", "-fvisibility=hidden"]
 if sys.platform.startswith("linux"):
     BASE_FLAGS += ["-D_GNU_SOURCE"]
 EXTRA = os.environ.get("CNNRT_EXTRA_CFLAGS", "").split()

@@ -184,12 +184,16 @@ def wait_quiet(max_wait, threshold=0.25, window=0.5):
             return time.perf_counter() - t0, load
 
 
-def _block(fn, x, n):
+def _block(fn, x, n, cpu=None):
+    """n back-to-back runs; per-run wall seconds (and, into the list cpu, per-run CPU seconds of this process)."""
     times = []
     for _ in range(n):
+        c0 = time.process_time()
         t0 = time.perf_counter()
         fn(x)
         times.append(time.perf_counter() - t0)
+        if cpu is not None:
+            cpu.append(time.process_time() - c0)
     return times
 
 
@@ -198,8 +202,9 @@ def compare(fns, x, blocks, block_s, pause_s, warmup_s, clean=0.3, max_rounds=No
 
     A round = one block of each runtime (order A,B then B,A, alternating). A round during which OTHER processes
     used more than `clean` cores is discarded and another one is run, until `blocks` clean rounds are in, or
-    max_rounds (default 3 x blocks) rounds were run, or time.time() passes `deadline`; if fewer than half of
-    the wanted rounds were clean, every round is used (and the row says so)."""
+    max_rounds (default 3 x blocks) rounds were run, or (after `blocks` rounds) fewer than a quarter of the rounds
+    were clean or time.time() passed `deadline`; if fewer than half of the wanted rounds were clean, every round is
+    used (and the row says so)."""
     labels = list(fns)
     max_rounds = max_rounds or 3 * blocks
     # warm up each (also estimates one run's latency to size the blocks)
@@ -215,33 +220,39 @@ def compare(fns, x, blocks, block_s, pause_s, warmup_s, clean=0.3, max_rounds=No
         est[lb] = statistics.median(ts)
         time.sleep(pause_s)
     n_per_block = {lb: max(1, int(round(block_s / est[lb]))) for lb in labels}
-    rounds = []  # (others' load, {label: per-run times})
+    rounds = []  # (others' load, {label: per-run wall times}, {label: per-run CPU times})
     i = 0
     while True:
         order = labels if i % 2 == 0 else labels[::-1]
         c0 = cpu_sample()
-        times = {}
+        times, cpus = {}, {}
         for lb in order:
             time.sleep(pause_s)
-            times[lb] = _block(fns[lb], x, n_per_block[lb])
-        rounds.append((others_load(c0, cpu_sample()), times))
+            cpus[lb] = []
+            times[lb] = _block(fns[lb], x, n_per_block[lb], cpus[lb])
+        rounds.append((others_load(c0, cpu_sample()), times, cpus))
         i += 1
-        n_clean = sum(1 for o, _ in rounds if o <= clean)
-        if n_clean >= blocks or i >= max_rounds or (i >= blocks and deadline is not None and time.time() > deadline):
+        n_clean = sum(1 for r in rounds if r[0] <= clean)
+        if n_clean >= blocks or i >= max_rounds:
             break
+        if i >= blocks and (n_clean < i / 4 or (deadline is not None and time.time() > deadline)):
+            break  # the machine is mostly busy (more rounds would not get clean ones) or the run's time is up
     kept = [r for r in rounds if r[0] <= clean]
     all_used = len(kept) < max(2, blocks // 2)
     if all_used:
         kept = rounds
     out = {}
     for lb in labels:
-        per_block = [statistics.median(t[lb]) for _, t in kept]
-        runs = [v for _, t in kept for v in t[lb]]
+        per_block = [statistics.median(r[1][lb]) for r in kept]
+        runs = [v for r in kept for v in r[1][lb]]
         out[lb] = {"median": statistics.median(per_block),
+                   # CPU seconds per run: with 1 thread the run executes on the calling thread, so this is the
+                   # latency minus the time the OS gave the core to other processes (robust on a busy machine)
+                   "cpu_median": statistics.median([statistics.median(r[2][lb]) for r in kept]),
                    "p90": float(np.percentile(runs, 90)),
                    "runs": len(runs), "per_block": n_per_block[lb],
                    "rounds_kept": len(kept), "rounds_run": len(rounds), "all_rounds_used": all_used,
-                   "others": float(np.mean([o for o, _ in kept])),
+                   "others": float(np.mean([r[0] for r in kept])),
                    "blocks_median": per_block}
     return out
 
@@ -322,8 +333,8 @@ def main(argv=None):
     ap.add_argument("--clean", type=float, default=0.3,
                     help="a round (one block of each runtime) during which other processes used more than this "
                          "many cores is discarded and replaced (up to 3x the rounds; default 0.3)")
-    ap.add_argument("--budget-s", type=float, default=540.0,
-                    help="stop waiting / replacing noisy rounds once the run has taken this long (default 540)")
+    ap.add_argument("--budget-s", type=float, default=480.0,
+                    help="stop waiting / replacing noisy rounds once the run has taken this long (default 480)")
     args = ap.parse_args(argv)
 
     threads_list = [int(t) for t in args.threads.split(",") if t]
@@ -381,10 +392,14 @@ def main(argv=None):
                 # spread of the paired per-round ratios (block i of A / block i of B): the row's own noise
                 rr = np.array(sa["blocks_median"]) / np.array(sb["blocks_median"])
                 row["ratio_q"] = (float(np.percentile(rr, 25)), float(np.percentile(rr, 75)))
+                # 1 thread: the ratio of CPU time per run, immune to other processes taking the core away
+                row["cpu_ratio"] = sa["cpu_median"] / sb["cpu_median"] if t == 1 else None
                 rows.append(row)
                 print(f"{name:>16} b{batch:<3} t{t} {a}: {_ms(sa['median'])} ms (p90 {_ms(sa['p90'])}), "
                       f"{b}: {_ms(sb['median'])} ms (p90 {_ms(sb['p90'])}), ratio {row['ratio']:.3f} "
-                      f"[IQR {row['ratio_q'][0]:.3f}-{row['ratio_q'][1]:.3f}], others {sa['others']:.2f} cores, "
+                      f"[IQR {row['ratio_q'][0]:.3f}-{row['ratio_q'][1]:.3f}], "
+                      + (f"CPU-time ratio {row['cpu_ratio']:.3f}, " if row["cpu_ratio"] else "") +
+                      f"others {sa['others']:.2f} cores, "
                       f"rounds {sa['rounds_kept']}/{sa['rounds_run']}{' (all used)' if sa['all_rounds_used'] else ''}",
                       flush=True)
             del pairs, fns
@@ -430,8 +445,13 @@ def render(args, info, peak, peak_how, rows, skipped):
              f"took {info['elapsed']:.0f} s): \"others\" = cores used by OTHER processes (and the hypervisor) during "
              f"the kept rounds (/proc/stat); a round during which they used > {args.clean:g} cores is discarded and "
              f"replaced (up to 3x the rounds); \"rounds\" = kept/run, \"all\" = too few clean rounds, all kept. "
-             f"2-thread rows on 2 cores are only meaningful when \"others\" is near 0")
+             f"2-thread rows on 2 cores are only meaningful when \"others\" is near 0. \"by CPU time\" (1 thread only): "
+             f"the same ratio from the CPU time of each run (process_time; 1-thread runs execute on the calling "
+             f"thread), which time the OS gave to other processes does not inflate")
     L.append("")
+
+    def cpu_ratio(r, digits):
+        return f"{r['cpu_ratio']:.{digits}f}" if r.get("cpu_ratio") else "-"
 
     def rounds(r):
         s = r["sa"]
@@ -439,17 +459,17 @@ def render(args, info, peak, peak_how, rows, skipped):
 
     if args.aa:
         L.append("| model | batch | threads | pair | A median ms (p90) | B median ms (p90) | A/B | per-round IQR "
-                 "| others | rounds |")
-        L.append("|---|---|---|---|---|---|---|---|---|---|")
+                 "| A/B by CPU time | others | rounds |")
+        L.append("|---|---|---|---|---|---|---|---|---|---|---|")
         for r in rows:
             L.append(f"| {r['model']} | {r['batch']} | {r['threads']} | {r['what']} | {_ms(r['sa']['median'])} "
                      f"({_ms(r['sa']['p90'])}) | {_ms(r['sb']['median'])} ({_ms(r['sb']['p90'])}) | "
-                     f"**{r['ratio']:.3f}** | {r['ratio_q'][0]:.3f}-{r['ratio_q'][1]:.3f} | "
+                     f"**{r['ratio']:.3f}** | {r['ratio_q'][0]:.3f}-{r['ratio_q'][1]:.3f} | {cpu_ratio(r, 3)} | "
                      f"{r['sa']['others']:.2f} | {rounds(r)} |")
     else:
         L.append("| model | batch | threads | GFLOP | cnnrt ms (p90) | ort ms (p90) | cnnrt/ort | per-round IQR "
-                 "| cnnrt GFLOP/s (% peak) | ort GFLOP/s (% peak) | others | rounds |")
-        L.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+                 "| cnnrt/ort by CPU time | cnnrt GFLOP/s (% peak) | ort GFLOP/s (% peak) | others | rounds |")
+        L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in rows:
             pk = peak.get(r["threads"])
 
@@ -461,7 +481,7 @@ def render(args, info, peak, peak_how, rows, skipped):
             gflop = f"{r['flops'] / 1e9:.3g}" if r["flops"] else "-"
             L.append(f"| {r['model']} | {r['batch']} | {r['threads']} | {gflop} | {_ms(r['sa']['median'])} "
                      f"({_ms(r['sa']['p90'])}) | {_ms(r['sb']['median'])} ({_ms(r['sb']['p90'])}) | "
-                     f"**{r['ratio']:.2f}** | {r['ratio_q'][0]:.2f}-{r['ratio_q'][1]:.2f} | {gf(r['sa'])} | "
+                     f"**{r['ratio']:.2f}** | {r['ratio_q'][0]:.2f}-{r['ratio_q'][1]:.2f} | {cpu_ratio(r, 2)} | {gf(r['sa'])} | "
                      f"{gf(r['sb'])} | {r['sa']['others']:.2f} | {rounds(r)} |")
     if skipped:
         L.append("")

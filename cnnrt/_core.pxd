@@ -56,12 +56,15 @@ cdef extern from "cnnrt/conv.h":
         size_t batch, in_h, in_w, out_h, out_w
         size_t nthreads
         size_t workspace_bytes
+        int algo
     int cnn_conv2d_desc_check(const cnn_conv2d_desc*)
     cnn_conv2d_weights* cnn_conv2d_weights_create(const cnn_conv2d_desc*, const float*, const float*, int, int,
                                                   int*) nogil
     void cnn_conv2d_weights_destroy(cnn_conv2d_weights*)
     int cnn_conv2d_weights_algo(const cnn_conv2d_weights*)
     size_t cnn_conv2d_weights_bytes(const cnn_conv2d_weights*)
+    int cnn_conv2d_weights_tile(const cnn_conv2d_weights*)
+    double cnn_conv2d_weights_probe_error(const cnn_conv2d_weights*)
     int cnn_conv2d_plan_init(cnn_conv2d_plan*, const cnn_conv2d_weights*, size_t, size_t, size_t, size_t)
     void cnn_conv2d_run(const cnn_conv2d_plan*, const float*, float*, const float*, void*, cnn_threadpool*) nogil
     void cnn_conv2d_ref(const cnn_conv2d_desc*, size_t, size_t, size_t, const float*, const float*, const float*,

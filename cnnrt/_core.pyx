@@ -158,6 +158,17 @@ cdef class ConvWeights:
     def nbytes(self):
         return cnn_conv2d_weights_bytes(self.w)
 
+    @property
+    def tile(self):
+        """m of the Winograd F(m,3) tile chosen at load (0: not Winograd)."""
+        return cnn_conv2d_weights_tile(self.w)
+
+    @property
+    def probe_error(self):
+        """The accuracy guard's measured relative error of the chosen Winograd tile (None: no probe ran)."""
+        cdef double e = cnn_conv2d_weights_probe_error(self.w)
+        return None if e < 0 else e
+
     def output_size(self, size_t h, size_t w):
         cdef cnn_conv2d_plan p
         if cnn_conv2d_plan_init(&p, self.w, 1, h, w, 1) != 0:
@@ -395,7 +406,10 @@ cdef class Plan:
             raise ValueError("convolution does not fit its input")
         self.keep.append(w)
         self._ws(p.plan.workspace_bytes)
-        return (p.plan.out_h, p.plan.out_w)
+        if p.plan.algo == CONV_ALGOS["winograd"]:
+            return f"winograd-f{w.tile}"
+        algo = w.algo
+        return "gemm" if algo == "winograd" else algo
 
     def add_fc(self, int32_t out, int32_t x, object res, FCWeights w, size_t m, size_t x_rs, size_t x_cs,
                object act, size_t nthreads):

@@ -52,12 +52,20 @@ class Node:
 
 def evaluate_node(node: "Node", consts: Dict[str, np.ndarray], opset: int) -> List[np.ndarray]:
     """Run one node with onnx.reference on constant inputs; returns one array per output ("" outputs: None)."""
+    import onnx
+    from onnx import helper
     from onnx.reference import ReferenceEvaluator
 
-    ev = ReferenceEvaluator(node.current_proto(), opsets={"": opset})
-    feeds = {i: consts[i] for i in node.inputs if i}
+    # a one-node model: a bare NodeProto would be evaluated with the *latest* opset's semantics (onnx.reference
+    # ignores `opsets` for it), which breaks e.g. Unsqueeze/Squeeze/Split/Reduce* with their pre-13 attributes
+    feeds = {i: np.asarray(consts[i]) for i in node.inputs if i}
     names = [o for o in node.outputs if o]
-    vals = dict(zip(names, ev.run(names, feeds)))
+    ins = [helper.make_tensor_value_info(k, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
+           for k, v in feeds.items()]
+    outs = [helper.make_value_info(o, onnx.TypeProto()) for o in names]
+    g = helper.make_graph([node.current_proto()], "cnnrt_fold", ins, outs)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    vals = dict(zip(names, ReferenceEvaluator(m).run(names, feeds)))
     return [np.asarray(vals[o]) if o else None for o in node.outputs]
 
 

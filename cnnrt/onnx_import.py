@@ -177,6 +177,7 @@ def import_model(proto: onnx.ModelProto) -> Graph:
                 val = np.array(attrs["value_ints"], np.int64)
             else:
                 unsupported.append((name, "Constant", "sparse or string constants"))
+                nodes.append(Node(name, "Constant", [], list(np_.output), {}, proto=None))
                 continue
             consts[np_.output[0]] = np.asarray(val)
             continue
@@ -205,10 +206,16 @@ def unsupported_forms(graph: Graph) -> List[tuple]:
     """Supported operators used in a form cnnrt does not run, found at load (before any input shape is known):
     (node name, op, reason) for each."""
     rt = graph.runtime_values()
+    live = set(graph.output_names())
+    for n in reversed(graph.nodes):
+        if any(o in live for o in n.outputs if o):
+            live.update(i for i in n.inputs if i)
     bad = []
     for n in graph.nodes:
         if n.proto is None:
             continue  # unsupported op type, already listed
+        if not any(o in live for o in n.outputs if o):
+            continue  # dead: removed by the passes
         op = n.op
         data_in = [i for i in n.inputs if i and i in rt]
         if op in CONST_OPS and op not in SHAPE_ONLY_OPS and data_in:

@@ -49,8 +49,12 @@ class Prepared:
     isa: int
     conv: Dict[tuple, object] = field(default_factory=dict)
     fc: Dict[tuple, object] = field(default_factory=dict)
+    winograd: bool = True  # False: 3x3 stride-1 layers use GEMM (the only alternative for them)
 
     def conv_weights(self, node: Node, w: np.ndarray, b, strides, pads, dils, groups, act, algo="auto"):
+        if (not self.winograd and algo == "auto" and groups == 1 and w.shape[2:] == (3, 3)
+                and tuple(strides) == (1, 1) and tuple(dils) == (1, 1)):
+            algo = "gemm"
         key = (node.name, tuple(pads), act, algo)
         cw = self.conv.get(key)
         if cw is None:
@@ -266,8 +270,10 @@ class Lowering:
         plan = _core.Plan(max(1, len(self.storages)))
         for sid, st in enumerate(self.storages):
             plan.set_storage(sid, st.kind, st.arg)
-        for method, out, ins, args in self.ops:
-            getattr(plan, method)(sid_of(out), *[sid_of(i) for i in ins], *args)
+        for k, (method, out, ins, args) in enumerate(self.ops):
+            r = getattr(plan, method)(sid_of(out), *[sid_of(i) for i in ins], *args)
+            if method == "add_conv" and isinstance(r, str):
+                self.infos[k].algo = r  # the algorithm this shape's plan really runs (Winograd needs enough tiles)
         plan.set_arena_bytes(arena_bytes)
         out_shapes = []
         for k, o in enumerate(outs):

@@ -38,6 +38,7 @@ class Session:
     Session(model, num_threads=None, isa=None, optimize=True, memory_limit=None)
       model: path, bytes or onnx.ModelProto. num_threads: threads this session's runs use (default: the CPU count).
       isa: force a kernel path ("scalar", "avx2", "neon"); default: the best one (or CNNRT_ISA).
+      winograd: False forces Winograd off (3x3 stride-1 layers then use GEMM; CNNRT_WINOGRAD=0 does the same).
       memory_limit: refuse (ModelError) a plan whose memory (arena + packed weights) would exceed this many bytes;
         default: half of the machine's physical memory (CNNRT_MEMORY_LIMIT overrides, in bytes).
 
@@ -45,7 +46,7 @@ class Session:
     thread pool); use several sessions for concurrent runs."""
 
     def __init__(self, model, num_threads: Optional[int] = None, *, isa: Optional[str] = None,
-                 optimize_graph: bool = True, memory_limit: Optional[int] = None):
+                 optimize_graph: bool = True, memory_limit: Optional[int] = None, winograd: bool = True):
         if num_threads is not None and (not isinstance(num_threads, (int, np.integer)) or num_threads < 0):
             raise ValueError(f"num_threads must be a non-negative integer, got {num_threads!r}")
         proto = load_model(model)
@@ -54,7 +55,7 @@ class Session:
         if self._model_source is None and self._model_path is None:  # a ModelProto
             self._model_source = proto.SerializeToString()
         self._options = dict(num_threads=num_threads, isa=isa, optimize_graph=optimize_graph,
-                             memory_limit=memory_limit)
+                             memory_limit=memory_limit, winograd=winograd)
         self._model_bytes_len = proto.ByteSize()
         graph = import_model(proto)
         self.nodes_before = len(graph.nodes)
@@ -66,7 +67,8 @@ class Session:
         self.opset = graph.opset
         self.num_threads = int(num_threads) if num_threads else _default_threads()
         isa_id = _core.isa_from_name(isa)
-        self._prep = Prepared(isa=isa_id if isa_id >= 0 else _core.isa_from_name(_core.cpu_info()["isa"]))
+        self._prep = Prepared(isa=isa_id if isa_id >= 0 else _core.isa_from_name(_core.cpu_info()["isa"]),
+                              winograd=bool(winograd))
         self.isa = _core.ISA_NAMES[self._prep.isa]
         self.memory_limit = memory_limit if memory_limit is not None else default_memory_limit()
         self._pool = _core.ThreadPool(self.num_threads)
@@ -135,6 +137,23 @@ class Session:
     @property
     def weight_bytes(self) -> int:
         return self._prep.weight_bytes
+
+    def conv_algorithms(self, shapes: Optional[Dict[str, tuple]] = None):
+        """Per convolution layer: the algorithm its plan runs for `shapes` (default batch 1), the Winograd tile
+        chosen at load and the accuracy guard's measured relative error of that tile (None if no probe ran)."""
+        info = self.plan_info(shapes)
+        by_name = {}
+        for key, cw in self._prep.conv.items():
+            by_name[key[0]] = cw
+        out = []
+        for nd in info.nodes:
+            if nd.kind != "conv":
+                continue
+            cw = by_name.get(nd.name)
+            out.append({"layer": nd.name, "algo": nd.algo, "winograd_tile": cw.tile if cw else 0,
+                        "probe_error": cw.probe_error if cw else None, "gflop": nd.flops / 1e9,
+                        "out_shape": tuple(nd.out_shape)})
+        return out
 
     def optimized_graph_summary(self):
         """Nodes of the optimized graph: name, op and what was fused into each."""

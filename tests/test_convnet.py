@@ -97,3 +97,21 @@ def test_peak_memory_is_planned_before_the_first_run(model_path):
     # the largest activation (64x64x64 floats) must fit, and the plan must reuse memory: less than all
     # intermediates summed
     assert 64 * 64 * 64 * 4 <= info.arena_bytes < 4 * 64 * 64 * 64 * 4
+
+
+def test_winograd_choice_and_guard_are_visible(model_path, heldout):
+    sess = cnnrt.Session(model_path, num_threads=1)
+    algos = sess.conv_algorithms({"input": (32, 1, 64, 64)})
+    assert len(algos) == 4
+    wino = [a for a in algos if a["algo"].startswith("winograd")]
+    if "avx2" in cnnrt.cpu_info()["supported_isas"]:
+        assert wino, algos  # the 64- and 128-channel 3x3 layers are Winograd's best case
+    for a in wino:
+        assert a["winograd_tile"] in (2, 4, 6)
+        assert a["probe_error"] is not None and a["probe_error"] <= 1e-3  # the guard's budget
+    off = cnnrt.Session(model_path, num_threads=1, winograd=False)
+    assert not any(a["algo"].startswith("winograd") for a in off.conv_algorithms({"input": (32, 1, 64, 64)}))
+    x = normalize(sess, heldout["images_uint8"][:32])
+    a, b = sess.run(x)[0], off.run(x)[0]
+    assert np.array_equal(a.argmax(1), b.argmax(1))
+    assert np.abs(a - b).max() <= 1e-4 * (1 + np.abs(b).max())

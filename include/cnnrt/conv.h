@@ -46,11 +46,13 @@ int cnn_conv2d_weights_algo(const cnn_conv2d_weights* w);
 size_t cnn_conv2d_weights_bytes(const cnn_conv2d_weights* w);
 /* Winograd (CNN_CONV_ALGO_WINOGRAD; 3x3, stride 1, dilation 1, groups 1): AUTO picks it for layers with >= 16 input
  * and output channels unless the environment variable CNNRT_WINOGRAD=0; an explicit WINOGRAD request always tries it.
- * An accuracy probe at create time (the layer on a deterministic input vs the implicit GEMM) keeps the largest tile
- * F(m,3), m in {6, 4, 2}, whose relative error max|wino - gemm| / max|gemm| is within budget (1e-3), else GEMM
- * (then cnn_conv2d_weights_algo says GEMM). The weights keep the GEMM packing too: plans for outputs smaller than
- * 8 x 8 run GEMM (AUTO only). tile: m of the chosen F(m,3), 0 when not Winograd. probe_error: the measured error of
- * the chosen tile (or of the last tile tried when all failed), -1 when no probe ran. */
+ * Tile F(4,3) (the fastest measured; CNNRT_WINOGRAD_TILE=2|4|6 overrides). An accuracy probe at create time (the
+ * layer on a deterministic input vs the implicit GEMM) keeps the first tile, from that one down to F(2,3), whose
+ * relative error max|wino - gemm| / max|gemm| is within budget (1e-3) and whose intermediates cannot overflow, else
+ * GEMM (then cnn_conv2d_weights_algo says GEMM). The weights keep the GEMM packing too: with AUTO, plans with fewer
+ * than 16 tiles in the batch (e.g. 8 x 8 outputs at batch 1) run GEMM (plan.algo tells). tile: m of the chosen
+ * F(m,3), 0 when not Winograd. probe_error: the measured error of the chosen tile (or of the last tile tried when
+ * all failed; INFINITY for an overflow), -1 when no probe ran. */
 int cnn_conv2d_weights_tile(const cnn_conv2d_weights* w);
 double cnn_conv2d_weights_probe_error(const cnn_conv2d_weights* w);
 
@@ -155,6 +157,26 @@ void cnn_f32_dwconv_padded__avx2(const cnn_dwconv_padded_params* p, const float*
 #if defined(__aarch64__)
 void cnn_f32_dwconv_padded__neon(const cnn_dwconv_padded_params* p, const float* pad, const float* w, float bias,
                                  const float* residual, float* out);
+#endif
+
+/* Depthwise, 8 channels at a time with the channels in the vector lanes (multiplier 1, dilation 1, kh*kw <= 64):
+ * in/out/residual point at the first of 8 consecutive channel planes (h*w resp. oh*ow floats apart); w8: the 8
+ * filters interleaved, [kh*kw][8], 32-byte aligned; bias: 8 floats or NULL. xbuf (ph*pwc*8 floats) and ybuf
+ * (oh*ow*8 floats) are 32-byte aligned scratch. */
+typedef struct cnn_dwconv_c8_params {
+  size_t h, w, oh, ow, kh, kw, sh, sw, pt, pl;
+  size_t pwc, ph; /* transposed buffer: ph rows of pwc pixels (pixel (r, c) holds in[r - pt, c - pl], 0 outside) */
+  float min, max;
+  void (*act_fn)(const cnn_act* act, const float* x, float* y, size_t n);
+  const cnn_act* act;
+} cnn_dwconv_c8_params;
+/* Fills *p (no clamp, no act_fn), *xfloats and *yfloats (each a multiple of 16); returns 0 when the shape is not
+ * supported. */
+int cnn_dwconv_c8_geometry(const cnn_conv2d_desc* d, size_t h, size_t w, size_t oh, size_t ow, cnn_dwconv_c8_params* p,
+                           size_t* xfloats, size_t* yfloats);
+#if defined(__x86_64__)
+void cnn_f32_dwconv_c8__avx2(const cnn_dwconv_c8_params* p, const float* in, const float* w8, const float* bias,
+                             const float* residual, float* out, float* xbuf, float* ybuf);
 #endif
 
 #ifdef __cplusplus

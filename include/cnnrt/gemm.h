@@ -39,6 +39,9 @@ typedef struct cnn_gemm_config {
   size_t mr, nr;     /* micro-tile */
   size_t kc, mc, nc; /* cache blocks: KC (L1/L2 depth), MC (rows of A per L2 block), NC (columns of B per task block) */
   cnn_gemm_ukernel_fn ukernel;
+  /* M == 1 kernel (GEMV step) on the same nr-column B panels, a = one contiguous row of kc floats; NULL: use
+   * ukernel. */
+  cnn_gemm_ukernel_fn gemv;
 } cnn_gemm_config;
 
 /* Config for `isa` (NULL if not built/supported); isa < 0 means the active ISA. */
@@ -48,14 +51,24 @@ const cnn_gemm_config* cnn_gemm_config_get(int isa);
 void cnn_f32_gemm_ukernel_6x16__scalar(size_t m, size_t n, size_t kc, const float* a, const float* b, float* c,
                                        size_t ldc, int accumulate, const cnn_gemm_epilogue* epi);
 
+/* 1x16 (GEMV) micro-kernels: m must be 1 (0: nothing), a is kc contiguous floats, b a kc x 16 panel. */
+void cnn_f32_gemm_ukernel_1x16__scalar(size_t m, size_t n, size_t kc, const float* a, const float* b, float* c,
+                                       size_t ldc, int accumulate, const cnn_gemm_epilogue* epi);
+#if defined(__x86_64__)
+void cnn_f32_gemm_ukernel_1x16__avx2(size_t m, size_t n, size_t kc, const float* a, const float* b, float* c,
+                                     size_t ldc, int accumulate, const cnn_gemm_epilogue* epi);
+#endif
+
 #if defined(__x86_64__)
 /* AVX2+FMA 6x16 micro-kernel (compiled with -mavx2 -mfma; call only when cnn_hw_isa_supported(CNN_ISA_AVX2)). */
 void cnn_f32_gemm_ukernel_6x16__avx2(size_t m, size_t n, size_t kc, const float* a, const float* b, float* c,
                                      size_t ldc, int accumulate, const cnn_gemm_epilogue* epi);
 #endif
 #if defined(__aarch64__)
-/* NEON 8x12 micro-kernel (aarch64: Advanced SIMD is always present). */
-void cnn_f32_gemm_ukernel_8x12__neon(size_t m, size_t n, size_t kc, const float* a, const float* b, float* c,
+/* NEON 6x16 micro-kernel and its 1x16 GEMV companion (aarch64: Advanced SIMD is always present). */
+void cnn_f32_gemm_ukernel_6x16__neon(size_t m, size_t n, size_t kc, const float* a, const float* b, float* c,
+                                     size_t ldc, int accumulate, const cnn_gemm_epilogue* epi);
+void cnn_f32_gemm_ukernel_1x16__neon(size_t m, size_t n, size_t kc, const float* a, const float* b, float* c,
                                      size_t ldc, int accumulate, const cnn_gemm_epilogue* epi);
 #endif
 

@@ -3,13 +3,14 @@
  * Algorithm (Lavin & Gray 2016), T = m + 2 (tile of T x T inputs gives m x m outputs):
  *   U[co,ci] = G g[co,ci] G^T            (filter transform, once at weights-create time, in double, rounded once)
  *   V[ci,t]  = B^T d[ci,t] B             (input transform of tile t, per run)
- *   M_p      = U_p x V_p                 (T*T independent GEMMs, one per transform position p: [Cout x Cin] x [Cin x tiles])
+ *   M_p      = U_p x V_p                 (T*T independent GEMMs, one per transform position p:
+ *                                         [Cout x Cin] x [Cin x tiles])
  *   Y[co,t]  = A^T M[co,t] A             (output transform, with bias, residual and activation fused)
  * U_p is stored as a packed A operand of the SGEMM (MR-row panels per K block, cnn_gemm_pack_a's layout, the same
  * as the implicit-GEMM conv weights); V_p is written by the input transform straight into packed B panels (kc x NR
  * per K block); the GEMMs run on the SGEMM micro-kernel (cnn_gemm_macro_kernel).
  *
- * Transform kernels process 8 tiles at once, one tile per SIMD lane: d[(r*T + s)*8 + lane]. */
+ * Transform kernels process 8 tiles at once, one tile per SIMD lane (AVX2: 8x8 transposes between rows and lanes). */
 #ifndef CNNRT_WINOGRAD_H
 #define CNNRT_WINOGRAD_H
 
@@ -44,20 +45,22 @@ typedef struct cnn_wino_tx {
 /* Transform matrices of F(m,3), m in {2, 4, 6}; NULL otherwise. */
 const cnn_wino_tx* cnn_wino_tx_get(int m);
 
-/* Input transform of 8 tiles: d[(r*T+s)*8 + l] (T x T inputs per lane) -> V = B^T d B; position p = q1*T + q2 of all
- * 8 lanes is stored at v + p*pstride (8 consecutive floats). */
-typedef void (*cnn_wino_in_fn)(const cnn_wino_tx* tx, const float* d, float* v, size_t pstride);
-/* Output transform of 8 tiles: position p of the 8 lanes at mp + p*pstride; y[(i*m+j)*8 + l] = min(max(A^T M A + bias,
- * lo), hi). */
+/* Input transform of 8 tiles (lanes): rows[r*8 + l] points to row r (r < T) of lane l's T x T input window, with
+ * 8 readable floats (the first T are used); V = B^T d B of position p = q1*T + q2 for the 8 lanes is stored at
+ * v + p*pstride (8 consecutive floats). */
+typedef void (*cnn_wino_in_fn)(const cnn_wino_tx* tx, const float* const* rows, float* v, size_t pstride);
+/* Output transform of 8 tiles: position p of the 8 lanes at mp + p*pstride (8 floats); y = A^T M A + bias (m x m per
+ * lane); row i of lane l goes to orows[i*8 + l] (NULL: not written), its first ncols[l] columns only, as
+ * min(max(y + residual, lo), hi) with residual from rrows[i*8 + l] (rrows NULL: no residual). */
 typedef void (*cnn_wino_out_fn)(const cnn_wino_tx* tx, const float* mp, size_t pstride, float bias, float lo,
-                                float hi, float* y);
-void cnn_wino_input__scalar(const cnn_wino_tx* tx, const float* d, float* v, size_t pstride);
+                                float hi, float* const* orows, const float* const* rrows, const int* ncols);
+void cnn_wino_input__scalar(const cnn_wino_tx* tx, const float* const* rows, float* v, size_t pstride);
 void cnn_wino_output__scalar(const cnn_wino_tx* tx, const float* mp, size_t pstride, float bias, float lo, float hi,
-                             float* y);
+                             float* const* orows, const float* const* rrows, const int* ncols);
 #if defined(__x86_64__) && !defined(CNNRT_NO_AVX2)
-void cnn_wino_input__avx2(const cnn_wino_tx* tx, const float* d, float* v, size_t pstride);
+void cnn_wino_input__avx2(const cnn_wino_tx* tx, const float* const* rows, float* v, size_t pstride);
 void cnn_wino_output__avx2(const cnn_wino_tx* tx, const float* mp, size_t pstride, float bias, float lo, float hi,
-                           float* y);
+                           float* const* orows, const float* const* rrows, const int* ncols);
 #endif
 
 /* ---- the operator (src/ops/winograd.c) ---- */
@@ -77,7 +80,8 @@ void cnn_wino_set_budget_override(double b);
 /* Filter transform for tile m (no probe). NULL on bad arguments / out of memory. isa < 0: active ISA. */
 cnn_wino_weights* cnn_wino_weights_create(const cnn_conv2d_desc* d, const float* w, const float* bias, int isa, int m);
 /* Accuracy-guarded creation: tries m_first, then the smaller tiles, keeping the first whose probe error (vs the
- * implicit-GEMM conv on a deterministic input) is within cnn_wino_budget(m). NULL when none passes (or on error);
+ * implicit-GEMM conv on a deterministic input) is within cnn_wino_budget(m) and whose worst-case intermediates cannot
+ * overflow for inputs up to 2^20 in magnitude (error INFINITY otherwise). NULL when none passes (or on error);
  * *err gets the probe error of the returned tile (or of the last one tried). forced: plans always use it. */
 cnn_wino_weights* cnn_wino_select(const cnn_conv2d_desc* d, const float* w, const float* bias, int isa, int m_first,
                                   int forced, double* err);

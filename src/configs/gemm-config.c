@@ -13,6 +13,7 @@
 static const cnn_gemm_config g_scalar = {
     .isa = CNN_ISA_SCALAR, .mr = 6, .nr = 16, .kc = 256, .mc = 96, .nc = 2048,
     .ukernel = cnn_f32_gemm_ukernel_6x16__scalar,
+    .gemv = cnn_f32_gemm_ukernel_1x16__scalar,
 };
 
 #if defined(__x86_64__) && !defined(CNNRT_NO_AVX2)
@@ -29,16 +30,20 @@ static const cnn_gemm_config g_scalar = {
 static const cnn_gemm_config g_avx2 = {
     .isa = CNN_ISA_AVX2, .mr = 6, .nr = 16, .kc = CNN_AVX2_KC, .mc = CNN_AVX2_MC, .nc = CNN_AVX2_NC,
     .ukernel = cnn_f32_gemm_ukernel_6x16__avx2,
+    .gemv = cnn_f32_gemm_ukernel_1x16__avx2,
 };
 #endif
 
 #if defined(__aarch64__) && !defined(CNNRT_NO_NEON)
-/* NEON (aarch64) 8x12: 24 accumulator registers of 32. Not tuned on hardware yet (developed under qemu): kc = 256
- * keeps the B micro-panel (kc x 12 floats, 12 KiB) in a 32 KiB L1d; mc = 128 (A block 128 KiB) fits the smallest
- * common L2 (256 KiB+); nc = 768 = 64 panels of 12. */
+/* NEON (aarch64) 6x16: 24 accumulator registers of 32; the AVX2 tile, so the 16-column fast paths of the packers
+ * and the Winograd code (which assumes 16-column B panels) apply. (An 8x12 kernel passed every sgemm / fc / conv
+ * test too, but src/ops/winograd.c hard-codes 16.) Not tuned on hardware (developed under qemu): kc = 256 keeps the
+ * B micro-panel (16 KiB) in a 32 KiB+ L1d, mc = 96 (A block 96 KiB) and nc = 1024 fit a 256 KiB+ L2 with room for
+ * the packed B block's working set. */
 static const cnn_gemm_config g_neon = {
-    .isa = CNN_ISA_NEON, .mr = 8, .nr = 12, .kc = 256, .mc = 128, .nc = 768,
-    .ukernel = cnn_f32_gemm_ukernel_8x12__neon,
+    .isa = CNN_ISA_NEON, .mr = 6, .nr = 16, .kc = 256, .mc = 96, .nc = 1024,
+    .ukernel = cnn_f32_gemm_ukernel_6x16__neon,
+    .gemv = cnn_f32_gemm_ukernel_1x16__neon,
 };
 #endif
 

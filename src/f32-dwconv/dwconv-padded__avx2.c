@@ -122,6 +122,8 @@ void cnn_f32_dwconv_padded__avx2(const cnn_dwconv_padded_params* p, const float*
 
 /* Same result as cnn_dwconv_pad_plane (bit-exact copy); may also write zeros up to 8 floats past a row's end (into
  * the next row, rewritten afterwards, or the slack after each plane). */
+/* (the zero stores stay inline: no memset call per row) */
+__attribute__((optimize("no-tree-loop-distribute-patterns")))
 void cnn_dwconv_pad_plane__avx2(const cnn_dwconv_padded_params* p, const float* in, size_t h, size_t w, float* pad) {
   const size_t pw = p->pw, sw = p->sw, pl = p->pl;
   const size_t cols = pw * sw;
@@ -129,38 +131,53 @@ void cnn_dwconv_pad_plane__avx2(const cnn_dwconv_padded_params* p, const float* 
   const __m256 z = _mm256_setzero_ps();
   for (size_t r = 0; r < p->ph; r++) {
     const ptrdiff_t iy = (ptrdiff_t)r - (ptrdiff_t)p->pt;
-    for (size_t ph = 0; ph < sw; ph++) {
-      float* dst = pad + ph * p->plane + r * pw;
-      for (size_t c = 0; c < pw; c += 8) _mm256_storeu_ps(dst + c, z);
+    const int inside = iy >= 0 && iy < (ptrdiff_t)h && n != 0;
+    if (!inside || sw != 1) {
+      for (size_t ph = 0; ph < sw; ph++) {
+        float* dst = pad + ph * p->plane + r * pw;
+        for (size_t c = 0; c < pw; c += 8) _mm256_storeu_ps(dst + c, z);
+      }
+      if (!inside) continue;
     }
-    if (iy < 0 || iy >= (ptrdiff_t)h || n == 0) continue;
     const float* src = in + (size_t)iy * w;
     if (sw == 1) {
-      float* dst = pad + r * pw + pl;
+      /* zeros left of pl, the n input columns, zeros from pl + n to the row's end (each store at most 8 floats past
+       * what it must cover: into the next row, written later, or the plane's slack) */
+      float* row = pad + r * pw;
+      for (size_t c = 0; c < pl; c += 8) _mm256_storeu_ps(row + c, z);
+      float* dst = row + pl;
       size_t k = 0;
       for (; k + 8 <= n; k += 8) _mm256_storeu_ps(dst + k, _mm256_loadu_ps(src + k));
       if (k < n) {
-        const __m256i m = _mm256_loadu_si256((const __m256i*)(g_mask + 8 - (n - k)));
-        _mm256_storeu_ps(dst + k, _mm256_maskload_ps(src + k, m));
+        if (n >= 8) /* one more vector ending at n (overlaps the previous one with the same values) */
+          _mm256_storeu_ps(dst + n - 8, _mm256_loadu_ps(src + n - 8));
+        else
+          for (; k < n; k++) dst[k] = src[k];
       }
+      for (size_t c = pl + n; c < pw; c += 8) _mm256_storeu_ps(row + c, z);
     } else {
       /* even source columns go to plane (pl & 1) from (pl >> 1), odd ones to the other plane from (pl + 1) >> 1 */
       float* d0 = pad + (pl & 1) * p->plane + r * pw + (pl >> 1);
       float* d1 = pad + (1 - (pl & 1)) * p->plane + r * pw + ((pl + 1) >> 1);
-      for (size_t k = 0; k < n; k += 16) {
-        __m256 a, b;
-        if (k + 16 <= n) {
-          a = _mm256_loadu_ps(src + k);
-          b = _mm256_loadu_ps(src + k + 8);
-        } else {
-          const size_t ra = cnn_min_sz(8, n - k), rb = n - k > 8 ? n - k - 8 : 0;
-          a = _mm256_maskload_ps(src + k, _mm256_loadu_si256((const __m256i*)(g_mask + 8 - ra)));
-          b = rb ? _mm256_maskload_ps(src + k + 8, _mm256_loadu_si256((const __m256i*)(g_mask + 8 - rb))) : z;
-        }
-        const __m256 ev = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xD8));
-        const __m256 od = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xDD)), 0xD8));
-        _mm256_storeu_ps(d0 + k / 2, ev);
-        _mm256_storeu_ps(d1 + k / 2, od);
+      size_t k = 0;
+      for (; k + 16 <= n; k += 16) {
+        const __m256 a = _mm256_loadu_ps(src + k), b = _mm256_loadu_ps(src + k + 8);
+        _mm256_storeu_ps(d0 + k / 2,
+                         _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xD8)));
+        _mm256_storeu_ps(d1 + k / 2,
+                         _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xDD)), 0xD8)));
+      }
+      if (k + 8 <= n) { /* 8 columns: 4 to each plane (the upper 4 lanes store zeros, which belong there) */
+        const __m128 lo = _mm_loadu_ps(src + k), hi = _mm_loadu_ps(src + k + 4);
+        _mm_storeu_ps(d0 + k / 2, _mm_shuffle_ps(lo, hi, 0x88));
+        _mm_storeu_ps(d1 + k / 2, _mm_shuffle_ps(lo, hi, 0xDD));
+        k += 8;
+      }
+      for (; k < n; k++) {
+        if (k & 1)
+          d1[k >> 1] = src[k];
+        else
+          d0[k >> 1] = src[k];
       }
     }
   }

@@ -89,3 +89,31 @@ void cnn_f32_dwconv_padded__scalar(const cnn_dwconv_padded_params* p, const floa
     if (p->act_fn) p->act_fn(p->act, orow, orow, p->ow);
   }
 }
+
+int cnn_dwconv_c8_geometry(const cnn_conv2d_desc* d, size_t h, size_t w, size_t oh, size_t ow, cnn_dwconv_c8_params* p,
+                           size_t* xfloats, size_t* yfloats) {
+  if (d->dilation_h != 1 || d->dilation_w != 1 || d->kernel_h * d->kernel_w > 64) return 0;
+  if (d->out_channels != d->in_channels || d->groups != d->in_channels) return 0;
+  const size_t pwc = (ow - 1) * d->stride_w + d->kernel_w, ph = (oh - 1) * d->stride_h + d->kernel_h;
+  if (pwc > ((size_t)1 << 20) || ph > ((size_t)1 << 20) || pwc * ph > ((size_t)1 << 20) || oh * ow > ((size_t)1 << 20))
+    return 0;
+  p->h = h;
+  p->w = w;
+  p->oh = oh;
+  p->ow = ow;
+  p->kh = d->kernel_h;
+  p->kw = d->kernel_w;
+  p->sh = d->stride_h;
+  p->sw = d->stride_w;
+  p->pt = d->pad_top;
+  p->pl = d->pad_left;
+  p->pwc = pwc;
+  p->ph = ph;
+  p->min = -1.0f / 0.0f;
+  p->max = 1.0f / 0.0f;
+  p->act_fn = NULL;
+  p->act = NULL;
+  if (xfloats) *xfloats = cnn_round_up(ph * pwc * 8, 16);
+  if (yfloats) *yfloats = cnn_round_up(oh * ow * 8, 16);
+  return 1;
+}

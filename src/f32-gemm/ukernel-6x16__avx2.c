@@ -1,6 +1,7 @@
 /* AVX2 + FMA 6x16 SGEMM micro-kernel: 12 YMM accumulators (6 rows x 2 vectors of 8 columns), per k one broadcast of
  * each of the 6 A values and two loads of B, k loop unrolled by 4. Partial tiles are computed in full in registers
- * (the packed panels are zero-padded) and stored with masked stores (columns) and aliased row pointers (rows).
+ * (the packed panels are zero-padded; a tile of <= 8 columns computes only the low 8) and stored with masked stores
+ * (columns) and aliased row pointers (rows).
  * The epilogue (bias per row / column, residual, clamp) is applied in registers before the store.
  * Contract: see cnn_gemm_ukernel_fn in include/cnnrt/gemm.h. */
 #include <immintrin.h>
@@ -56,11 +57,28 @@ void cnn_f32_gemm_ukernel_6x16__avx2(size_t m, size_t n, size_t kc, const float*
   /* One k per iteration, unrolled by 4 by the compiler: unrolling by hand (4 STEPs per iteration) lets GCC hoist
    * loads across steps and spill accumulators; this form keeps all 12 accumulators in registers. */
   size_t k = kc;
+  if (n <= 8) {
+    /* a tail tile of at most 8 columns (e.g. the last panel of a 7x7 or 14x14 output): only the low 8 columns of
+     * the panel are computed (half the FMAs); the high accumulators stay zero and are never stored (mask 0) */
 #pragma GCC unroll 4
-  for (; k != 0; k--) {
-    STEP(0);
-    a += 6;
-    b += 16;
+    for (; k != 0; k--) {
+      const __m256 b0 = _mm256_load_ps(b);
+      c00 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + 0), b0, c00);
+      c10 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + 1), b0, c10);
+      c20 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + 2), b0, c20);
+      c30 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + 3), b0, c30);
+      c40 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + 4), b0, c40);
+      c50 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + 5), b0, c50);
+      a += 6;
+      b += 16;
+    }
+  } else {
+#pragma GCC unroll 4
+    for (; k != 0; k--) {
+      STEP(0);
+      a += 6;
+      b += 16;
+    }
   }
 
   /* Rows past m alias the previous valid row: they are computed (from zero A rows) and stored first, then

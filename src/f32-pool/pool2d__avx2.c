@@ -132,9 +132,67 @@ static void pool2d_impl(int is_max, int stride2, const cnn_pool2d_desc* d, size_
   }
 }
 
+/* 2x2 stride-2 max pooling without padding (VGG, the ConvNets): 8 outputs from two 16-float loads per input row, 4
+ * with SSE, the rest (and the ceil-mode windows that cross the input's edge) one at a time. The taps are combined in
+ * the scalar order (row 0 even, row 0 odd, row 1 even, row 1 odd) with max(v, acc), which keeps acc unless v > acc:
+ * the scalar kernel's bits. */
+static void max2x2s2(const cnn_pool2d_desc* d, size_t nc, size_t h, size_t w, size_t oh, size_t ow, const float* x,
+                     float* y) {
+  const size_t foh = cnn_min_sz(oh, h / 2), fow = cnn_min_sz(ow, w / 2); /* windows inside the input */
+  const __m256 ninf = _mm256_set1_ps(-INFINITY);
+  const __m128 ninf4 = _mm_set1_ps(-INFINITY);
+  for (size_t p = 0; p < nc; p++) {
+    const float* xp = x + p * h * w;
+    float* yp = y + p * oh * ow;
+    for (size_t oy = 0; oy < oh; oy++) {
+      float* yr = yp + oy * ow;
+      size_t ox = 0;
+      if (oy < foh) {
+        const float* r0 = xp + 2 * oy * w;
+        const float* r1 = r0 + w;
+        for (; ox + 8 <= fow; ox += 8) {
+          const __m256 a0 = _mm256_loadu_ps(r0 + 2 * ox), b0 = _mm256_loadu_ps(r0 + 2 * ox + 8);
+          const __m256 a1 = _mm256_loadu_ps(r1 + 2 * ox), b1 = _mm256_loadu_ps(r1 + 2 * ox + 8);
+          __m256 m = _mm256_max_ps(_mm256_shuffle_ps(a0, b0, 0x88), ninf);
+          m = _mm256_max_ps(_mm256_shuffle_ps(a0, b0, 0xDD), m);
+          m = _mm256_max_ps(_mm256_shuffle_ps(a1, b1, 0x88), m);
+          m = _mm256_max_ps(_mm256_shuffle_ps(a1, b1, 0xDD), m);
+          _mm256_storeu_ps(yr + ox, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(m), 0xD8)));
+        }
+        for (; ox + 4 <= fow; ox += 4) {
+          const __m128 a0 = _mm_loadu_ps(r0 + 2 * ox), b0 = _mm_loadu_ps(r0 + 2 * ox + 4);
+          const __m128 a1 = _mm_loadu_ps(r1 + 2 * ox), b1 = _mm_loadu_ps(r1 + 2 * ox + 4);
+          __m128 m = _mm_max_ps(_mm_shuffle_ps(a0, b0, 0x88), ninf4);
+          m = _mm_max_ps(_mm_shuffle_ps(a0, b0, 0xDD), m);
+          m = _mm_max_ps(_mm_shuffle_ps(a1, b1, 0x88), m);
+          m = _mm_max_ps(_mm_shuffle_ps(a1, b1, 0xDD), m);
+          _mm_storeu_ps(yr + ox, m);
+        }
+        for (; ox < fow; ox++) {
+          float m = -INFINITY;
+          const float v[4] = {r0[2 * ox], r0[2 * ox + 1], r1[2 * ox], r1[2 * ox + 1]};
+          for (int t = 0; t < 4; t++) m = v[t] > m ? v[t] : m;
+          yr[ox] = m;
+        }
+      }
+      if (ox < ow) {
+        size_t ky0, ky1, kyp;
+        window_1d(oy, 2, 0, d->pad_bottom, 1, 2, h, &ky0, &ky1, &kyp);
+        const ptrdiff_t iy0 = (ptrdiff_t)(oy * 2);
+        for (; ox < ow; ox++) yr[ox] = pool_one(d, xp, w, iy0, ky0, ky1, kyp, ox);
+      }
+    }
+  }
+}
+
 void cnn_f32_pool2d__avx2(const cnn_pool2d_desc* d, size_t nc, size_t h, size_t w, size_t oh, size_t ow,
                           const float* x, float* y) {
   const int is_max = d->type == 0;
+  if (is_max && d->kernel_h == 2 && d->kernel_w == 2 && d->stride_h == 2 && d->stride_w == 2 && d->dilation_h == 1 &&
+      d->dilation_w == 1 && d->pad_top == 0 && d->pad_left == 0) {
+    max2x2s2(d, nc, h, w, oh, ow, x, y);
+    return;
+  }
   if (d->stride_w == 1) {
     if (is_max) pool2d_impl(1, 0, d, nc, h, w, oh, ow, x, y);
     else pool2d_impl(0, 0, d, nc, h, w, oh, ow, x, y);

@@ -1,57 +1,172 @@
 /* AVX2+FMA Winograd transforms: the scalar kernels with one tile per lane of a YMM register (8 tiles at once). */
 #if defined(__x86_64__) && !defined(CNNRT_NO_AVX2)
 #include <immintrin.h>
+#include <stdint.h>
 
 #include "cnnrt/winograd.h"
 
 #define L CNN_WINO_LANES
 
-void cnn_wino_input__avx2(const cnn_wino_tx* tx, const float* d, float* v, size_t pstride) {
-  const int T = tx->T;
-  __m256 w[CNN_WINO_TMAX * CNN_WINO_TMAX];
-  for (int p = 0; p < T; p++) {
-    const cnn_wino_row* row = &tx->btr[p];
+/* in place 8x8 transpose: r[i] lane j <-> r[j] lane i */
+static inline void tr8(__m256* r) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  const __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  const __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  const __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  const __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+  r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+  r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+  r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+  r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+  r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+  r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+  r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
+/* B^T and A^T of F(2,3), F(4,3), F(6,3) as float constants (the same values as the double tables in
+ * winograd__scalar.c, all dyadic: exact). The kernels below are instantiated per tile size with these tables and
+ * fully unrolled, so the zero entries fold away and the non-zero ones become immediate broadcasts. */
+static const float BT2[16] = {1, 0, -1, 0, 0, 1, 1, 0, 0, -1, 1, 0, 0, 1, 0, -1};
+static const float AT2[8] = {1, 1, 1, 0, 0, 1, -1, -1};
+static const float BT4[36] = {4, 0, -5, 0, 1, 0, 0, -4, -4, 1, 1, 0, 0, 4, -4, -1, 1, 0,
+                              0, -2, -1, 2, 1, 0, 0, 2, -1, -2, 1, 0, 0, 4, 0, -5, 0, 1};
+static const float AT4[24] = {1, 1, 1, 1, 1, 0, 0, 1, -1, 2, -2, 0, 0, 1, 1, 4, 4, 0, 0, 1, -1, 8, -8, 1};
+static const float BT6[64] = {1, 0,     -5.25f, 0,      5.25f,  0,      -1, 0, 0, 1,     1,     -4.25f, -4.25f,
+                              1, 1,     0,      0,      -1,     1,      4.25f, -4.25f, -1, 1, 0, 0,     0.5f,
+                              0.25f, -2.5f, -1.25f, 2, 1, 0, 0, -0.5f, 0.25f, 2.5f, -1.25f, -2, 1, 0, 0, 2, 4,
+                              -2.5f, -5, 0.5f, 1, 0, 0, -2, 4, 2.5f, -5, -0.5f, 1, 0, 0, -1, 0, 5.25f, 0, -5.25f, 0,
+                              1};
+static const float AT6[48] = {1, 1, 1,  1,  1,   1,        1,         0, 0, 1, -1, 2,  -2,  0.5f,     -0.5f,     0,
+                              0, 1, 1,  4,  4,   0.25f,    0.25f,     0, 0, 1, -1, 8,  -8,  0.125f,   -0.125f,   0,
+                              0, 1, 1,  16, 16,  0.0625f,  0.0625f,   0, 0, 1, -1, 32, -32, 0.03125f, -0.03125f, 1};
+
+#define AI static inline __attribute__((always_inline))
+
+AI void input_t(const float* const* rows, float* v, size_t pstride, const int T, const float* bt) {
+  __m256 d[CNN_WINO_TMAX * CNN_WINO_TMAX], w[CNN_WINO_TMAX * CNN_WINO_TMAX];
+#pragma GCC unroll 8
+  for (int r = 0; r < T; r++) {
+    __m256 a[8];
+#pragma GCC unroll 8
+    for (int l = 0; l < 8; l++) a[l] = _mm256_loadu_ps(rows[r * L + l]);
+    tr8(a); /* a[s]: column s of row r, one lane per tile */
+#pragma GCC unroll 8
+    for (int s = 0; s < T; s++) d[r * T + s] = a[s];
+  }
+#pragma GCC unroll 8
+  for (int p = 0; p < T; p++)
+#pragma GCC unroll 8
     for (int s = 0; s < T; s++) {
       __m256 acc = _mm256_setzero_ps();
-      for (int k = 0; k < row->nnz; k++)
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(row->coef[k]), _mm256_loadu_ps(d + (row->idx[k] * T + s) * L), acc);
+#pragma GCC unroll 8
+      for (int r = 0; r < T; r++)
+        if (bt[p * T + r] != 0.0f) acc = _mm256_fmadd_ps(_mm256_set1_ps(bt[p * T + r]), d[r * T + s], acc);
       w[p * T + s] = acc;
     }
-  }
+#pragma GCC unroll 8
   for (int p = 0; p < T; p++)
+#pragma GCC unroll 8
     for (int q = 0; q < T; q++) {
-      const cnn_wino_row* row = &tx->btr[q];
       __m256 acc = _mm256_setzero_ps();
-      for (int k = 0; k < row->nnz; k++)
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(row->coef[k]), w[p * T + row->idx[k]], acc);
+#pragma GCC unroll 8
+      for (int s = 0; s < T; s++)
+        if (bt[q * T + s] != 0.0f) acc = _mm256_fmadd_ps(_mm256_set1_ps(bt[q * T + s]), w[p * T + s], acc);
       _mm256_storeu_ps(v + (size_t)(p * T + q) * pstride, acc);
     }
 }
 
-void cnn_wino_output__avx2(const cnn_wino_tx* tx, const float* mp, size_t pstride, float bias, float lo, float hi,
-                           float* y) {
-  const int T = tx->T, m = tx->m;
+void cnn_wino_input__avx2(const cnn_wino_tx* tx, const float* const* rows, float* v, size_t pstride) {
+  switch (tx->m) {
+    case 2: input_t(rows, v, pstride, 4, BT2); break;
+    case 4: input_t(rows, v, pstride, 6, BT4); break;
+    default: input_t(rows, v, pstride, 8, BT6); break;
+  }
+}
+
+/* the first m (2, 4 or 6) floats of p (no access past them; 64-bit halves through the unaligned-safe intrinsics) */
+AI __m256 load_m(const float* p, const int m) {
+  if (m == 2) return _mm256_castps128_ps256(_mm_castsi128_ps(_mm_loadl_epi64((const __m128i*)p)));
+  const __m128 lo = _mm_loadu_ps(p);
+  if (m == 4) return _mm256_castps128_ps256(lo);
+  const __m128 hi = _mm_castsi128_ps(_mm_loadl_epi64((const __m128i*)(p + 4)));
+  return _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);
+}
+AI void store_m(float* p, __m256 v, const int m) {
+  const __m128 lo = _mm256_castps256_ps128(v);
+  if (m == 2) {
+    _mm_storel_epi64((__m128i*)p, _mm_castps_si128(lo));
+    return;
+  }
+  _mm_storeu_ps(p, lo);
+  if (m == 6) _mm_storel_epi64((__m128i*)(p + 4), _mm_castps_si128(_mm256_extractf128_ps(v, 1)));
+}
+
+AI void output_t(const float* mp, size_t pstride, float bias, float lo, float hi, float* const* orows,
+                 const float* const* rrows, const int* ncols, const int m, const float* at) {
+  const int T = m + 2;
   __m256 z[CNN_WINO_TMAX * CNN_WINO_TMAX];
-  for (int i = 0; i < m; i++) {
-    const cnn_wino_row* row = &tx->atr[i];
+#pragma GCC unroll 8
+  for (int i = 0; i < m; i++)
+#pragma GCC unroll 8
     for (int q = 0; q < T; q++) {
       __m256 acc = _mm256_setzero_ps();
-      for (int k = 0; k < row->nnz; k++)
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(row->coef[k]),
-                              _mm256_loadu_ps(mp + (size_t)(row->idx[k] * T + q) * pstride), acc);
+#pragma GCC unroll 8
+      for (int p = 0; p < T; p++)
+        if (at[i * T + p] != 0.0f)
+          acc = _mm256_fmadd_ps(_mm256_set1_ps(at[i * T + p]), _mm256_loadu_ps(mp + (size_t)(p * T + q) * pstride),
+                                acc);
       z[i * T + q] = acc;
     }
-  }
   const __m256 vb = _mm256_set1_ps(bias), vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
-  for (int i = 0; i < m; i++)
+#pragma GCC unroll 8
+  for (int i = 0; i < m; i++) {
+    __m256 a[8];
+#pragma GCC unroll 8
     for (int j = 0; j < m; j++) {
-      const cnn_wino_row* row = &tx->atr[j];
       __m256 acc = vb;
-      for (int k = 0; k < row->nnz; k++)
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(row->coef[k]), z[i * T + row->idx[k]], acc);
-      acc = _mm256_min_ps(vhi, _mm256_max_ps(vlo, acc)); /* NaN propagates */
-      _mm256_storeu_ps(y + (i * m + j) * L, acc);
+#pragma GCC unroll 8
+      for (int q = 0; q < T; q++)
+        if (at[j * T + q] != 0.0f) acc = _mm256_fmadd_ps(_mm256_set1_ps(at[j * T + q]), z[i * T + q], acc);
+      a[j] = acc;
     }
+#pragma GCC unroll 8
+    for (int j = m; j < 8; j++) a[j] = _mm256_setzero_ps();
+    tr8(a); /* a[l]: row i of lane l's tile */
+    /* full rows: plain 128/64-bit loads and stores (masked stores are slow on AMD); partial rows: scalar */
+    for (int l = 0; l < 8; l++) {
+      float* o = orows[i * L + l];
+      if (!o) continue;
+      const float* r = rrows ? rrows[i * L + l] : NULL;
+      __m256 t = a[l];
+      if (ncols[l] == m) {
+        if (r) t = _mm256_add_ps(t, load_m(r, m));
+        t = _mm256_min_ps(vhi, _mm256_max_ps(vlo, t)); /* NaN propagates */
+        store_m(o, t, m);
+      } else {
+        float tmp[8];
+        _mm256_storeu_ps(tmp, t);
+        for (int j = 0; j < ncols[l]; j++) {
+          float u = tmp[j];
+          if (r) u += r[j];
+          u = u < lo ? lo : u;
+          o[j] = u > hi ? hi : u;
+        }
+      }
+    }
+  }
+}
+
+void cnn_wino_output__avx2(const cnn_wino_tx* tx, const float* mp, size_t pstride, float bias, float lo, float hi,
+                           float* const* orows, const float* const* rrows, const int* ncols) {
+  switch (tx->m) {
+    case 2: output_t(mp, pstride, bias, lo, hi, orows, rrows, ncols, 2, AT2); break;
+    case 4: output_t(mp, pstride, bias, lo, hi, orows, rrows, ncols, 4, AT4); break;
+    default: output_t(mp, pstride, bias, lo, hi, orows, rrows, ncols, 6, AT6); break;
+  }
 }
 #else
 typedef int cnn_wino_avx2_unused;

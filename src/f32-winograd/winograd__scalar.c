@@ -84,7 +84,7 @@ const cnn_wino_tx* cnn_wino_tx_get(int m) {
 
 #define L CNN_WINO_LANES
 
-void cnn_wino_input__scalar(const cnn_wino_tx* tx, const float* d, float* v, size_t pstride) {
+void cnn_wino_input__scalar(const cnn_wino_tx* tx, const float* const* rows, float* v, size_t pstride) {
   const int T = tx->T;
   float w[CNN_WINO_TMAX * CNN_WINO_TMAX][L];
   /* w[p][s] = sum_r BT[p][r] d[r][s] */
@@ -94,8 +94,8 @@ void cnn_wino_input__scalar(const cnn_wino_tx* tx, const float* d, float* v, siz
       float acc[L] = {0};
       for (int k = 0; k < row->nnz; k++) {
         const float c = row->coef[k];
-        const float* src = d + (row->idx[k] * T + s) * L;
-        for (int l = 0; l < L; l++) acc[l] += c * src[l];
+        const float* const* src = rows + row->idx[k] * L;
+        for (int l = 0; l < L; l++) acc[l] += c * src[l][s];
       }
       for (int l = 0; l < L; l++) w[p * T + s][l] = acc[l];
     }
@@ -116,7 +116,7 @@ void cnn_wino_input__scalar(const cnn_wino_tx* tx, const float* d, float* v, siz
 }
 
 void cnn_wino_output__scalar(const cnn_wino_tx* tx, const float* mp, size_t pstride, float bias, float lo, float hi,
-                             float* y) {
+                             float* const* orows, const float* const* rrows, const int* ncols) {
   const int T = tx->T, m = tx->m;
   float z[CNN_WINO_TMAX * CNN_WINO_TMAX][L];
   /* z[i][q] = sum_p AT[i][p] M[p][q] */
@@ -132,21 +132,28 @@ void cnn_wino_output__scalar(const cnn_wino_tx* tx, const float* mp, size_t pstr
       for (int l = 0; l < L; l++) z[i * T + q][l] = acc[l];
     }
   }
-  /* Y[i][j] = sum_q z[i][q] AT[j][q] + bias, clamped */
-  for (int i = 0; i < m; i++)
+  /* y[i][j] = sum_q z[i][q] AT[j][q] + bias; then + residual, clamp, store */
+  for (int i = 0; i < m; i++) {
+    float y[CNN_WINO_TMAX][L];
     for (int j = 0; j < m; j++) {
       const cnn_wino_row* row = &tx->atr[j];
-      float acc[L];
-      for (int l = 0; l < L; l++) acc[l] = bias;
+      for (int l = 0; l < L; l++) y[j][l] = bias;
       for (int k = 0; k < row->nnz; k++) {
         const float c = row->coef[k];
         const float* src = z[i * T + row->idx[k]];
-        for (int l = 0; l < L; l++) acc[l] += c * src[l];
-      }
-      float* dst = y + (i * m + j) * L;
-      for (int l = 0; l < L; l++) {
-        float t = acc[l] < lo ? lo : acc[l];
-        dst[l] = t > hi ? hi : t;
+        for (int l = 0; l < L; l++) y[j][l] += c * src[l];
       }
     }
+    for (int l = 0; l < L; l++) {
+      float* o = orows[i * L + l];
+      if (!o) continue;
+      const float* r = rrows ? rrows[i * L + l] : NULL;
+      for (int j = 0; j < ncols[l]; j++) {
+        float t = y[j][l];
+        if (r) t += r[j];
+        t = t < lo ? lo : t;
+        o[j] = t > hi ? hi : t;
+      }
+    }
+  }
 }

@@ -136,6 +136,7 @@ struct cnn_conv2d_weights {
   cnn_conv_pack_b_fn pack_b;
   cnn_dwconv_fn dw;
   cnn_dwconv_pad_fn dwpad;
+  float* packed8; /* DEPTHWISE, multiplier 1, AVX2, >= 8 channels: [C/8][kh*kw][8] for cnn_f32_dwconv_c8__avx2 */
   cnn_dwconv_padded_fn dwp; /* depthwise on a padded plane copy (the shapes cnn_dwconv_padded_geometry takes) */
   cnn_gemm_act_fn act_fn; /* activation the clamp cannot express, or NULL */
   float act_min, act_max;
@@ -184,7 +185,7 @@ cnn_conv2d_weights* cnn_conv2d_weights_create(const cnn_conv2d_desc* d, const fl
         set_status(status, CNN_ERR_UNSUPPORTED);
         return NULL;
       }
-      wino_m = -6;
+      wino_m = cnn_wino_auto_tile(d) ? -cnn_wino_auto_tile(d) : -4;
       algo = CNN_CONV_ALGO_GEMM;
       break;
     default: set_status(status, CNN_ERR_INVALID); return NULL;
@@ -254,6 +255,16 @@ cnn_conv2d_weights* cnn_conv2d_weights_create(const cnn_conv2d_desc* d, const fl
       cw->dw = cnn_f32_dwconv__avx2;
       cw->dwp = cnn_f32_dwconv_padded__avx2;
       cw->dwpad = cnn_dwconv_pad_plane__avx2;
+      const size_t C = d->out_channels, khw = d->kernel_h * d->kernel_w;
+      if (cout_g == 1 && C >= 8 && khw <= 64) {
+        cw->packed8 = (float*)cnn_aligned_alloc(C / 8 * khw * 8 * sizeof(float));
+        if (cw->packed8) {
+          for (size_t g8 = 0; g8 < C / 8; g8++)
+            for (size_t t = 0; t < khw; t++)
+              for (size_t c = 0; c < 8; c++) cw->packed8[(g8 * khw + t) * 8 + c] = w[(g8 * 8 + c) * khw + t];
+          cw->bytes += C / 8 * khw * 8 * sizeof(float);
+        }
+      }
     }
 #endif
 #if defined(__aarch64__) && !defined(CNNRT_NO_NEON)
@@ -276,11 +287,14 @@ void cnn_conv2d_weights_destroy(cnn_conv2d_weights* w) {
   if (!w) return;
   cnn_wino_weights_destroy(w->wino);
   cnn_aligned_free(w->packed);
+  cnn_aligned_free(w->packed8);
   cnn_aligned_free(w->bias);
   free(w);
 }
 
-int cnn_conv2d_weights_algo(const cnn_conv2d_weights* w) { return w ? (w->wino ? CNN_CONV_ALGO_WINOGRAD : w->algo) : -1; }
+int cnn_conv2d_weights_algo(const cnn_conv2d_weights* w) {
+  return w ? (w->wino ? CNN_CONV_ALGO_WINOGRAD : w->algo) : -1;
+}
 int cnn_conv2d_weights_tile(const cnn_conv2d_weights* w) { return w ? cnn_wino_tile(w->wino) : 0; }
 double cnn_conv2d_weights_probe_error(const cnn_conv2d_weights* w) { return w ? w->wino_err : -1.0; }
 size_t cnn_conv2d_weights_bytes(const cnn_conv2d_weights* w) { return w ? w->bytes : 0; }
@@ -305,6 +319,14 @@ static size_t gemm_slice_floats(const cnn_conv2d_weights* w, size_t N, size_t* b
   return bf + tf;
 }
 
+/* Small planes take the 8-channels-in-lanes depthwise kernel (wider ones the padded-plane kernel, which vectorizes
+ * along the row). */
+#define CNN_DW_C8_MAX_OW 32
+static int dw_c8_ok(const cnn_conv2d_weights* w, size_t in_h, size_t in_w, size_t oh, size_t ow, cnn_dwconv_c8_params* cp,
+                    size_t* xf, size_t* yf) {
+  return w->packed8 && ow <= CNN_DW_C8_MAX_OW && cnn_dwconv_c8_geometry(&w->d, in_h, in_w, oh, ow, cp, xf, yf);
+}
+
 int cnn_conv2d_plan_init(cnn_conv2d_plan* p, const cnn_conv2d_weights* w, size_t batch, size_t in_h, size_t in_w,
                          size_t nthreads) {
   if (!p || !w) return CNN_ERR_INVALID;
@@ -325,7 +347,10 @@ int cnn_conv2d_plan_init(cnn_conv2d_plan* p, const cnn_conv2d_weights* w, size_t
     cnn_dwconv_padded_params pp;
     size_t fl;
     if (cnn_dwconv_padded_geometry(&w->d, in_h, in_w, oh, ow, &pp, &fl)) {
-      const size_t slice = cnn_round_up(fl, CNN_ALIGN / sizeof(float));
+      size_t slice = cnn_round_up(fl, CNN_ALIGN / sizeof(float));
+      cnn_dwconv_c8_params cp;
+      size_t xf, yf;
+      if (dw_c8_ok(w, in_h, in_w, oh, ow, &cp, &xf, &yf)) slice = cnn_max_sz(slice, cnn_round_up(xf + yf, CNN_ALIGN / sizeof(float)));
       if (!mul_ok(slice, nthreads, &ws) || !mul_ok(ws, sizeof(float), &ws)) return CNN_ERR_INVALID;
     }
   }
@@ -453,6 +478,40 @@ static void dwp_task(void* vctx, size_t tid, size_t i) {
   }
 }
 
+#if defined(__x86_64__) && !defined(CNNRT_NO_AVX2) /* cnn_f32_dwconv_c8__avx2 exists only there */
+/* 8-channel depthwise: task i = (n, group of 8 channels), groups per task: upt; a partial last group goes through
+ * the padded-plane kernel one channel at a time. */
+typedef struct {
+  dwp_ctx pp; /* the padded-plane context (for partial groups) */
+  cnn_dwconv_c8_params cp;
+  size_t groups, xf;
+} dwc8_ctx;
+
+static void dwc8_task(void* vctx, size_t tid, size_t i) {
+  const dwc8_ctx* x = (const dwc8_ctx*)vctx;
+  const dwp_ctx* pp = &x->pp;
+  const cnn_conv2d_weights* w = pp->w;
+  const size_t C = w->d.out_channels, khw = w->d.kernel_h * w->d.kernel_w;
+  float* buf = pp->ws + tid * pp->slice;
+  const size_t u1 = cnn_min_sz(pp->units, (i + 1) * pp->upt);
+  for (size_t u = i * pp->upt; u < u1; u++) {
+    const size_t n = u / x->groups, c0 = (u % x->groups) * 8;
+    if (c0 + 8 <= C) {
+      const size_t o = (n * C + c0) * pp->OHW;
+      cnn_f32_dwconv_c8__avx2(&x->cp, pp->in + (n * C + c0) * pp->HW, w->packed8 + c0 * khw, w->bias ? w->bias + c0 : NULL,
+                              pp->res ? pp->res + o : NULL, pp->out + o, buf, buf + x->xf);
+    } else {
+      for (size_t c = c0; c < C; c++) {
+        const size_t o = (n * C + c) * pp->OHW;
+        w->dwpad(&pp->prm, pp->in + (n * C + c) * pp->HW, pp->H, pp->W, buf);
+        pp->fn(&pp->prm, buf, w->packed + c * khw, w->bias ? w->bias[c] : 0.0f, pp->res ? pp->res + o : NULL,
+               pp->out + o);
+      }
+    }
+  }
+}
+#endif
+
 static void dw_task(void* vctx, size_t tid, size_t n, size_t co) {
   const dw_ctx* x = (const dw_ctx*)vctx;
   const cnn_dwconv_fn fn = x->fn;
@@ -503,6 +562,12 @@ void cnn_conv2d_run(const cnn_conv2d_plan* p, const float* in, float* out, const
           x.fn = w->dwp;
           x.ws = (float*)workspace;
           x.slice = cnn_round_up(fl, CNN_ALIGN / sizeof(float));
+          {
+            cnn_dwconv_c8_params cp;
+            size_t xf, yf; /* same slice as cnn_conv2d_plan_init */
+            if (dw_c8_ok(w, p->in_h, p->in_w, p->out_h, p->out_w, &cp, &xf, &yf))
+              x.slice = cnn_max_sz(x.slice, cnn_round_up(xf + yf, CNN_ALIGN / sizeof(float)));
+          }
           const size_t planes = p->batch * d->in_channels, cm = w->cout_g;
           /* split the multiplier only when there are too few planes to keep every thread busy */
           size_t mch = 1;
@@ -515,6 +580,24 @@ void cnn_conv2d_run(const cnn_conv2d_plan* p, const float* in, float* out, const
           size_t upt = cnn_max_sz(1, 8192 / unit_out);
           if (nthreads > 1) upt = cnn_min_sz(upt, cnn_max_sz(1, x.units / (4 * nthreads)));
           x.upt = upt;
+#if defined(__x86_64__) && !defined(CNNRT_NO_AVX2)
+          dwc8_ctx c8;
+          size_t yf;
+          if (w->isa == CNN_ISA_AVX2 && dw_c8_ok(w, p->in_h, p->in_w, p->out_h, p->out_w, &c8.cp, &c8.xf, &yf)) {
+            c8.pp = x;
+            c8.cp.min = w->act_min;
+            c8.cp.max = w->act_max;
+            c8.cp.act_fn = w->act_fn;
+            c8.cp.act = &d->act;
+            c8.groups = cnn_div_up(d->out_channels, 8);
+            c8.pp.units = p->batch * c8.groups;
+            size_t gpt = cnn_max_sz(1, 8192 / cnn_max_sz(8 * x.OHW, 1));
+            if (nthreads > 1) gpt = cnn_min_sz(gpt, cnn_max_sz(1, c8.pp.units / (4 * nthreads)));
+            c8.pp.upt = gpt;
+            cnn_parallelize_1d(pool, dwc8_task, &c8, cnn_div_up(c8.pp.units, gpt));
+            return;
+          }
+#endif
           cnn_parallelize_1d(pool, dwp_task, &x, cnn_div_up(x.units, upt));
           return;
         }

@@ -329,6 +329,30 @@ static void fc_task(void* vctx, size_t tid, size_t i, size_t j) {
   }
 }
 
+/* M == 1 with a contiguous X row: the GEMV kernel straight on the packed W panels (no X packing); task i covers
+ * panels [i*ppt, (i+1)*ppt). */
+static void fc_gemv_task(void* vctx, size_t tid, size_t i) {
+  (void)tid;
+  const fc_ctx* x = (const fc_ctx*)vctx;
+  const cnn_fc_weights* w = x->w;
+  const cnn_gemm_config* cfg = w->cfg;
+  const size_t N = w->N, K = w->K, nr = cfg->nr;
+  const size_t n0 = i * x->t.nt, n1 = cnn_min_sz(N, n0 + x->t.nt);
+  for (size_t pc = 0; pc < K; pc += w->kcb) {
+    const size_t kc = cnn_min_sz(w->kcb, K - pc);
+    const int last = pc + kc >= K;
+    for (size_t j = n0; j < n1; j += nr) {
+      const size_t nn = cnn_min_sz(nr, n1 - j);
+      cnn_gemm_epilogue e = x->epi;
+      if (e.bias_col) e.bias_col += j;
+      if (e.residual) e.residual += j;
+      cfg->gemv(1, nn, kc, x->x + pc, w->w + pc * w->npad + j * kc, x->y + j, N, pc > 0 || x->res_in_c,
+                last && x->has_epi ? &e : NULL);
+      if (last && x->act_fn) x->act_fn(x->act, x->y + j, x->y + j, nn);
+    }
+  }
+}
+
 void cnn_fc_run(const cnn_fc_weights* w, size_t M, const float* x, size_t x_rs, size_t x_cs, float* y,
                 const float* residual, const cnn_act* act, void* workspace, cnn_threadpool* pool) {
   if (!w || M == 0) return;
@@ -356,6 +380,13 @@ void cnn_fc_run(const cnn_fc_weights* w, size_t M, const float* x, size_t x_rs, 
   c.has_epi = c.epi.bias_col || c.epi.residual || c.epi.min != -INFINITY || c.epi.max != INFINITY;
   c.ws = (float*)workspace;
   c.slice = fc_slice_floats(w, M);
+  if (M == 1 && x_cs == 1 && w->cfg->gemv) {
+    const size_t nt = cnn_threadpool_size(pool), np = cnn_div_up(w->N, w->cfg->nr);
+    const size_t tasks = nt > 1 ? cnn_min_sz(np, 4 * nt) : 1;
+    c.t.nt = cnn_div_up(np, tasks) * w->cfg->nr;
+    cnn_parallelize_1d(pool, fc_gemv_task, &c, cnn_div_up(w->N, c.t.nt));
+    return;
+  }
   cnn_gemm_tiling_init(w->cfg, M, w->N, 1, cnn_threadpool_size(pool), &c.t);
   cnn_parallelize_2d(pool, fc_task, &c, c.t.m_tasks, c.t.n_tasks);
 }

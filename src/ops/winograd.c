@@ -13,7 +13,8 @@
  *
  * Accuracy guard (cnn_wino_select): a layer runs Winograd only if, on a deterministic probe input, its output is
  * within cnn_wino_budget(m) of the implicit-GEMM conv's (relative to the largest output); otherwise the next smaller
- * tile is tried, then the caller keeps GEMM. */
+ * tile is tried, then the caller keeps GEMM. A tile also fails when a worst-case bound of its intermediates (for inputs
+ * up to 2^20 in magnitude) would overflow float: the probe alone cannot see an overflow its input does not hit. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -44,6 +45,7 @@ struct cnn_wino_weights {
   cnn_act act;
   cnn_wino_in_fn in_fn;
   cnn_wino_out_fn out_fn;
+  double amp; /* worst-case |intermediate| (M and the output transform) for inputs |x| <= 1 */
   size_t bytes;
 };
 
@@ -57,20 +59,30 @@ int cnn_wino_auto_enabled(void) {
   return !(e && e[0] == '0' && e[1] == 0);
 }
 
-/* Tile rule for AUTO (measured with tests/c/bench_winograd.c on AVX2, see the report in that file): few channels
- * leave the GEMMs too short (K = Cin) and the transforms dominate; below 16 channels the implicit GEMM wins. */
+/* Tile rule (measured with tests/c/bench_winograd.c, AVX2, 2-core Zen 3; table in the header of that file):
+ * F(4,3) was the fastest or tied on every ConvNet / VGG16 / ResNet-18 layer with >= 12 x 12 outputs (1.5-5x the
+ * implicit GEMM); F(6,3) beat it only on a few large layers and by less than the run-to-run noise (its transforms
+ * cost twice as much and its 6-wide tiles waste more border), F(2,3) only on outputs of <= 8 x 8 at batch 1, which
+ * the plan rule (cnn_wino_use) sends to GEMM anyway. Below 16 input or output channels the GEMMs (K = Cin, M = Cout)
+ * are too short for the transforms to pay off. CNNRT_WINOGRAD_TILE=2|4|6 overrides the tile. */
 int cnn_wino_auto_tile(const cnn_conv2d_desc* d) {
   if (!cnn_wino_eligible(d)) return 0;
+  const char* e = getenv("CNNRT_WINOGRAD_TILE");
+  if (e && (e[0] == '2' || e[0] == '4' || e[0] == '6') && e[1] == 0) return e[0] - '0';
   if (d->in_channels < 16 || d->out_channels < 16) return 0;
-  return 6;
+  return 4;
 }
 
 static double g_budget_override = -1.0;
 void cnn_wino_set_budget_override(double b) { g_budget_override = b; }
 
-/* 1e-3 of the output range for every tile: the error of a float32 layer that inference tolerates (fp16/bf16
- * inference works with 1e-3 .. 1e-2 relative error per layer); typical measured probe errors are ~1e-7 (F(2,3)),
- * ~1e-6 (F(4,3)) and ~1e-5 (F(6,3)), so only pathological weights (huge dynamic range, overflow) exceed it. */
+/* 1e-3 of the output range for every tile. Why: (1) it is the error a layer may add without changing what a CNN
+ * computes in practice: fp16/bf16 inference runs every layer with 1e-3..1e-2 relative error and keeps accuracy, and
+ * the repo's end-to-end checks allow 1e-4..1e-3 of the output scale for a whole network; (2) it sits far above what
+ * Winograd gives on ordinary weights, measured by this probe on random layers (uniform weights, C in = out):
+ *   C = 16 .. 512:  F(2,3) 4e-7 .. 7e-7,  F(4,3) 3e-6 .. 1.3e-5,  F(6,3) 4e-6 .. 1.5e-5
+ * (float32 GEMM itself: ~1e-7), so it trips only for pathological weights (huge dynamic range or magnitude,
+ * overflow, NaN), which is what the guard is for, and not for ordinary layers on a bad day. */
 double cnn_wino_budget(int m) {
   (void)m;
   return g_budget_override >= 0 ? g_budget_override : 1e-3;
@@ -144,6 +156,28 @@ cnn_wino_weights* cnn_wino_weights_create(const cnn_conv2d_desc* d, const float*
           tmp[((p * T + q) * cout + co) * cin + ci] = (float)v;
         }
     }
+  /* worst-case magnitude of the intermediates for |x| <= 1: |V_p| <= rowsum|B^T|[p1] * rowsum|B^T|[p2], |M_p| <=
+   * max_co sum_ci |U_p| |V_p|, and the output transform multiplies by at most (max rowsum |A^T|)^2 */
+  {
+    double bsum[CNN_WINO_TMAX], amax = 0, mmax = 0;
+    for (size_t p = 0; p < T; p++) {
+      bsum[p] = 0;
+      for (size_t r = 0; r < T; r++) bsum[p] += fabs(tx->bt[p * T + r]);
+    }
+    for (int i = 0; i < m; i++) {
+      double a = 0;
+      for (size_t p = 0; p < T; p++) a += fabs(tx->at[i * T + p]);
+      if (a > amax) amax = a;
+    }
+    for (size_t p = 0; p < TT; p++)
+      for (size_t co = 0; co < cout; co++) {
+        double su = 0;
+        for (size_t ci = 0; ci < cin; ci++) su += fabs(tmp[(p * cout + co) * cin + ci]);
+        su *= bsum[p / T] * bsum[p % T];
+        if (su > mmax) mmax = su;
+      }
+    ww->amp = mmax * amax * amax;
+  }
   for (size_t p = 0; p < TT; p++)
     for (size_t pc = 0; pc < cin; pc += ww->kcb) {
       const size_t kc = cnn_min_sz(ww->kcb, cin - pc);
@@ -172,7 +206,8 @@ cnn_wino_weights* cnn_wino_weights_create(const cnn_conv2d_desc* d, const float*
 
 typedef struct {
   size_t th, tw, ntiles; /* tiles per column / row, total per image */
-  size_t nb, nblocks;    /* tiles per block, blocks per image */
+  size_t ntot;           /* batch * ntiles: tiles are numbered across the batch, blocks may span images */
+  size_t nb, nblocks;    /* tiles per block, blocks */
   size_t mchunk, msplit; /* output channels per task (multiple of mr), chunks */
 } wgeo;
 
@@ -192,41 +227,56 @@ static void geo_init(const cnn_wino_weights* ww, size_t batch, size_t oh, size_t
   g->th = cnn_div_up(oh, m);
   g->tw = cnn_div_up(ow, m);
   g->ntiles = g->th * g->tw;
-  size_t nb = base_nb(ww, g->ntiles);
+  g->ntot = batch * g->ntiles;
+  size_t nb = base_nb(ww, g->ntot);
+  /* fewer than 2 tasks per thread: smaller blocks, down to one NR panel (16 tiles), then output-channel chunks */
   if (nthreads > 1)
-    while (batch * cnn_div_up(g->ntiles, nb) < 2 * nthreads && nb > 8) nb = (nb + 1) / 2;
+    while (cnn_div_up(g->ntot, nb) < 2 * nthreads && nb > 16) nb = cnn_max_sz(cnn_round_up(nb / 2, 8), 16);
   g->nb = nb;
-  g->nblocks = cnn_div_up(g->ntiles, nb);
+  g->nblocks = cnn_div_up(g->ntot, nb);
   size_t s = 1;
   if (nthreads > 1)
-    while (batch * g->nblocks * s < 2 * nthreads && cnn_div_up(ww->cout, s + 1) >= 2 * mr) s++;
+    while (g->nblocks * s < 2 * nthreads && cnn_div_up(ww->cout, s + 1) >= 2 * mr) s++;
   g->mchunk = cnn_round_up(cnn_div_up(ww->cout, s), mr);
   g->msplit = cnn_div_up(ww->cout, g->mchunk);
 }
 
+/* per-thread slice (floats): V (B panels of the T*T GEMMs), M (their outputs), the zero-padded input bands of one
+ * channel (one per image the block touches, each at most the whole padded plane: (th*m + 2) rows of tw*m + 2 + 8
+ * floats), 8 zeros */
 typedef struct {
-  size_t v, m, d, y, slice; /* floats */
+  size_t v, m, pad, slice;
+  size_t mb; /* output channels per GEMM + output-transform pass (M of mb rows x T*T positions stays in L2) */
 } wslice;
 
-static int slice_init(const cnn_wino_weights* ww, size_t ntiles, wslice* s) {
-  const size_t al = CNN_ALIGN / sizeof(float), TT = (size_t)ww->T * ww->T;
-  const size_t nbpad = cnn_round_up(base_nb(ww, ntiles), 16);
-  size_t v, mm;
-  if (!mul_ok(TT * nbpad, ww->cin, &v) || !mul_ok(TT * nbpad, ww->mpad, &mm)) return 0;
+#define MAX_SEGS 72 /* images one block can touch: nb <= 64 tiles -> at most 65 */
+
+static int slice_init(const cnn_wino_weights* ww, size_t batch, size_t oh, size_t ow, wslice* s) {
+  const size_t al = CNN_ALIGN / sizeof(float), TT = (size_t)ww->T * ww->T, m = (size_t)ww->m;
+  const size_t th = cnn_div_up(oh, m), tw = cnn_div_up(ow, m);
+  const size_t nb = base_nb(ww, batch * th * tw), nbpad = cnn_round_up(nb, 16);
+  const size_t segs = cnn_min_sz(cnn_div_up(nb, th * tw) + 1, batch); /* images a block of <= nb tiles touches */
+  const size_t mr = ww->cfg->mr;
+  s->mb = cnn_min_sz(cnn_max_sz((size_t)32768 / (TT * nbpad) / mr, 1) * mr, ww->mpad);
+  size_t v, mm, pad;
+  if (!mul_ok(TT * nbpad, ww->cin, &v) || !mul_ok(TT * nbpad, s->mb, &mm) ||
+      !mul_ok(th * m + 2, tw * m + 10, &pad) || !mul_ok(pad, segs, &pad))
+    return 0;
   s->v = cnn_round_up(v, al);
   s->m = cnn_round_up(mm, al);
-  s->d = cnn_round_up(TT * CNN_WINO_LANES, al);
-  s->y = cnn_round_up((size_t)ww->m * ww->m * CNN_WINO_LANES, al);
-  s->slice = s->v + s->m + s->d + s->y;
+  s->pad = cnn_round_up(pad, al);
+  s->slice = s->v + s->m + s->pad + al;
   return s->slice < MAX_ELEMS / 8;
 }
 
 int cnn_wino_use(const cnn_wino_weights* ww, size_t batch, size_t oh, size_t ow) {
   if (!ww) return 0;
   if (ww->forced) return 1;
-  /* measured: below 8 x 8 outputs the tiles are mostly border and the implicit GEMM is as fast or faster */
-  (void)batch;
-  return oh >= 8 && ow >= 8;
+  /* measured: fewer than 16 tiles in the batch (one NR panel of the GEMMs), e.g. 8 x 8 or 7 x 7 outputs with F(4,3)
+   * at batch 1, leave the GEMMs mostly padding and the implicit GEMM is faster; so is a tile grid that covers more
+   * than twice the output area (tiny images) */
+  const size_t m = (size_t)ww->m, th = cnn_div_up(oh, m), tw = cnn_div_up(ow, m);
+  return batch * th * tw >= 16 && th * m * tw * m <= 2 * oh * ow;
 }
 
 size_t cnn_wino_workspace_size(const cnn_wino_weights* ww, size_t batch, size_t h, size_t w, size_t oh, size_t ow,
@@ -237,7 +287,7 @@ size_t cnn_wino_workspace_size(const cnn_wino_weights* ww, size_t batch, size_t 
   (void)h;
   (void)w;
   wslice s;
-  if (!slice_init(ww, cnn_div_up(oh, (size_t)ww->m) * cnn_div_up(ow, (size_t)ww->m), &s)) return 0;
+  if (!slice_init(ww, batch, oh, ow, &s)) return 0;
   size_t b;
   if (!mul_ok(s.slice, nthreads, &b) || !mul_ok(b, sizeof(float), &b)) return 0;
   return b;
@@ -257,37 +307,25 @@ typedef struct {
   float* ws;
 } wctx;
 
-/* gather the T x T inputs of 8 tiles (lanes; tiles past `count` are zero) of one channel plane */
-static void gather(const wctx* x, const float* plane, size_t t0, size_t count, float* dbuf) {
-  const cnn_wino_weights* ww = x->ww;
-  const int T = ww->T;
-  const ptrdiff_t H = (ptrdiff_t)x->H, W = (ptrdiff_t)x->W, m = ww->m;
-  for (size_t l = 0; l < CNN_WINO_LANES; l++) {
-    if (l >= count) {
-      for (int e = 0; e < T * T; e++) dbuf[e * CNN_WINO_LANES + l] = 0.0f;
+/* copy rows [r0, r0 + rows) x columns [c0, c0 + cols) of the padded plane (image coordinates shifted by the
+ * padding: row r is image row r - pt) into buf (row stride ld >= cols + 8, the 8 extra floats zero) */
+static void pad_band(const float* plane, size_t H, size_t W, size_t pt, size_t pl, size_t r0, size_t rows, size_t c0,
+                     size_t cols, float* buf, size_t ld) {
+  for (size_t r = 0; r < rows; r++) {
+    float* dst = buf + r * ld;
+    const ptrdiff_t iy = (ptrdiff_t)(r0 + r) - (ptrdiff_t)pt;
+    if (iy < 0 || iy >= (ptrdiff_t)H) {
+      memset(dst, 0, ld * sizeof(float));
       continue;
     }
-    const size_t t = t0 + l;
-    const ptrdiff_t y0 = (ptrdiff_t)(t / x->g.tw) * m - (ptrdiff_t)ww->pt;
-    const ptrdiff_t x0 = (ptrdiff_t)(t % x->g.tw) * m - (ptrdiff_t)ww->pl;
-    const int inner_x = x0 >= 0 && x0 + T <= W;
-    for (int r = 0; r < T; r++) {
-      float* dst = dbuf + (size_t)r * T * CNN_WINO_LANES + l;
-      const ptrdiff_t iy = y0 + r;
-      if (iy < 0 || iy >= H) {
-        for (int s = 0; s < T; s++) dst[s * CNN_WINO_LANES] = 0.0f;
-        continue;
-      }
-      const float* row = plane + iy * W;
-      if (inner_x) {
-        for (int s = 0; s < T; s++) dst[s * CNN_WINO_LANES] = row[x0 + s];
-      } else {
-        for (int s = 0; s < T; s++) {
-          const ptrdiff_t ix = x0 + s;
-          dst[s * CNN_WINO_LANES] = (ix >= 0 && ix < W) ? row[ix] : 0.0f;
-        }
-      }
-    }
+    const ptrdiff_t x0 = (ptrdiff_t)c0 - (ptrdiff_t)pl; /* image column of dst[0] */
+    const ptrdiff_t a = x0 < 0 ? -x0 : 0;              /* dst columns [a, b) come from the image */
+    ptrdiff_t b = (ptrdiff_t)W - x0;
+    if (b > (ptrdiff_t)cols) b = (ptrdiff_t)cols;
+    if (b < a) b = a;
+    if (a > 0) memset(dst, 0, (size_t)a * sizeof(float));
+    if (b > a) memcpy(dst + a, plane + (size_t)iy * W + (size_t)(x0 + a), (size_t)(b - a) * sizeof(float));
+    memset(dst + b, 0, (ld - (size_t)b) * sizeof(float));
   }
 }
 
@@ -296,75 +334,100 @@ static void wino_task(void* vctx, size_t tid, size_t i, size_t j) {
   const cnn_wino_weights* ww = x->ww;
   const cnn_gemm_config* cfg = ww->cfg;
   const size_t TT = (size_t)ww->T * ww->T, m = (size_t)ww->m, cin = ww->cin, cout = ww->cout, kcb = ww->kcb;
-  const size_t n = i / x->g.nblocks, blk = i % x->g.nblocks;
-  const size_t t0 = blk * x->g.nb, nt = cnn_min_sz(x->g.nb, x->g.ntiles - t0);
+  const size_t t0 = i * x->g.nb, nt = cnn_min_sz(x->g.nb, x->g.ntot - t0); /* global tiles [t0, t0 + nt) */
   const size_t nbpad = cnn_round_up(nt, 16);
   const size_t c0 = j * x->g.mchunk, c1 = cnn_min_sz(cout, c0 + x->g.mchunk);
   float* vbuf = x->ws + tid * x->s.slice;
   float* mbuf = vbuf + x->s.v;
-  float* dbuf = mbuf + x->s.m;
-  float* ybuf = dbuf + x->s.d;
-  const size_t HW = x->H * x->W;
+  float* pbuf = mbuf + x->s.m;
+  float* zeros = pbuf + x->s.pad;
+  memset(zeros, 0, CNN_WINO_LANES * sizeof(float));
+  const size_t HW = x->H * x->W, ntiles = x->g.ntiles;
 
-  /* 1. input transform into packed B panels: position p, K block pc, panel jp, row c-pc, column t%16 */
+  /* 1. input transform into packed B panels: position p, K block pc, panel jp, row c-pc, column t%16. For each image
+   * the block touches, the input band of its tiles (tile rows tya..tyb; tile columns txa..txb when that is one tile
+   * row, else all) is first copied zero-padded, so every lane reads its T x T window (8 floats per row) without
+   * bounds checks. */
+  const size_t T = (size_t)ww->T, tw = x->g.tw, L = CNN_WINO_LANES;
+  const size_t n0 = t0 / ntiles, nseg = (t0 + nt - 1) / ntiles - n0 + 1;
+  struct {
+    size_t tya, txa, prows, pcols, ld, off;
+  } seg[MAX_SEGS];
+  for (size_t sg = 0, off = 0; sg < nseg; sg++) {
+    const size_t base = (n0 + sg) * ntiles;
+    const size_t sa = cnn_max_sz(t0, base) - base, sb = cnn_min_sz(t0 + nt, base + ntiles) - 1 - base;
+    const size_t tya = sa / tw, tyb = sb / tw;
+    const size_t txa = tya == tyb ? sa % tw : 0, txb = tya == tyb ? sb % tw : tw - 1;
+    seg[sg].tya = tya;
+    seg[sg].txa = txa;
+    seg[sg].prows = (tyb - tya) * m + T;
+    seg[sg].pcols = (txb - txa) * m + T;
+    seg[sg].ld = seg[sg].pcols + 8;
+    seg[sg].off = off;
+    off += seg[sg].prows * seg[sg].ld;
+  }
+  const float* rows[CNN_WINO_TMAX * CNN_WINO_LANES];
   const size_t vstride = cin * nbpad;
   for (size_t c = 0; c < cin; c++) {
     const size_t pc = c / kcb * kcb, kc = cnn_min_sz(kcb, cin - pc);
-    const float* plane = x->in + (n * cin + c) * HW;
+    for (size_t sg = 0; sg < nseg; sg++)
+      pad_band(x->in + ((n0 + sg) * cin + c) * HW, x->H, x->W, ww->pt, ww->pl, seg[sg].tya * m, seg[sg].prows,
+               seg[sg].txa * m, seg[sg].pcols, pbuf + seg[sg].off, seg[sg].ld);
     float* base = vbuf + pc * nbpad + (c - pc) * 16;
-    for (size_t g8 = 0; g8 < nbpad; g8 += CNN_WINO_LANES) {
-      const size_t cnt = g8 < nt ? cnn_min_sz(CNN_WINO_LANES, nt - g8) : 0;
-      gather(x, plane, t0 + g8, cnt, dbuf);
-      ww->in_fn(ww->tx, dbuf, base + (g8 / 16) * kc * 16 + g8 % 16, vstride);
+    for (size_t g8 = 0; g8 < nbpad; g8 += L) {
+      for (size_t l = 0; l < L; l++) {
+        if (g8 + l < nt) {
+          const size_t gt = t0 + g8 + l, sg = gt / ntiles - n0, t = gt % ntiles, ld = seg[sg].ld;
+          const float* o = pbuf + seg[sg].off + (t / tw - seg[sg].tya) * m * ld + (t % tw - seg[sg].txa) * m;
+          for (size_t r = 0; r < T; r++) rows[r * L + l] = o + r * ld;
+        } else {
+          for (size_t r = 0; r < T; r++) rows[r * L + l] = zeros;
+        }
+      }
+      ww->in_fn(ww->tx, rows, base + (g8 / 16) * kc * 16 + g8 % 16, vstride);
     }
   }
 
-  /* 2. T*T GEMMs: M_p[c0..c1, 0..nt) */
-  const size_t mstride = ww->mpad * nbpad;
-  for (size_t p = 0; p < TT; p++) {
-    const float* a_p = ww->u + p * ww->mpad * cin;
-    const float* v_p = vbuf + p * vstride;
-    float* m_p = mbuf + p * mstride;
-    for (size_t ic = c0; ic < c1; ic += cfg->mc) {
-      const size_t mc = cnn_min_sz(cfg->mc, c1 - ic);
+  /* 2 + 3. per block of mb output channels: T*T GEMMs M_p[co, 0..nt) (co in the block), then the output transform
+   * and epilogue of those channels (bias, residual, clamp in the kernel; other activations on the written rows) */
+  const size_t oh = x->oh, ow = x->ow, mb = x->s.mb;
+  const size_t mstride = mb * nbpad;
+  float* orows[CNN_WINO_TMAX * CNN_WINO_LANES];
+  const float* rrows[CNN_WINO_TMAX * CNN_WINO_LANES];
+  int ncols[CNN_WINO_LANES];
+  for (size_t ib = c0; ib < c1; ib += mb) {
+    const size_t mc = cnn_min_sz(mb, c1 - ib);
+    for (size_t p = 0; p < TT; p++) {
+      const float* a_p = ww->u + p * ww->mpad * cin;
+      const float* v_p = vbuf + p * vstride;
       for (size_t pc = 0; pc < cin; pc += kcb) {
         const size_t kc = cnn_min_sz(kcb, cin - pc);
-        cnn_gemm_macro_kernel(cfg, mc, nt, kc, a_p + pc * ww->mpad + ic * kc, v_p + pc * nbpad, m_p + ic * nbpad,
+        cnn_gemm_macro_kernel(cfg, mc, nt, kc, a_p + pc * ww->mpad + ib * kc, v_p + pc * nbpad, mbuf + p * mstride,
                               nbpad, pc > 0, pc + kc >= cin, NULL, NULL, NULL);
       }
     }
-  }
-
-  /* 3. output transform + epilogue */
-  const int has_res = x->res != NULL;
-  const float lo = has_res ? -INFINITY : ww->lo, hi = has_res ? INFINITY : ww->hi;
-  const size_t oh = x->oh, ow = x->ow, tw = x->g.tw;
-  for (size_t co = c0; co < c1; co++) {
-    const float b = ww->bias ? ww->bias[co] : 0.0f;
-    const size_t obase = (n * cout + co) * oh * ow;
-    float* oplane = x->out + obase;
-    const float* rplane = has_res ? x->res + obase : NULL;
-    for (size_t g8 = 0; g8 < nt; g8 += CNN_WINO_LANES) {
-      ww->out_fn(ww->tx, mbuf + co * nbpad + g8, mstride, b, lo, hi, ybuf);
-      const size_t cnt = cnn_min_sz(CNN_WINO_LANES, nt - g8);
-      for (size_t l = 0; l < cnt; l++) {
-        const size_t t = t0 + g8 + l, oy0 = t / tw * m, ox0 = t % tw * m;
-        const size_t ni = cnn_min_sz(m, oh - oy0), nj = cnn_min_sz(m, ow - ox0);
-        for (size_t ii = 0; ii < ni; ii++) {
-          float* orow = oplane + (oy0 + ii) * ow + ox0;
-          const float* y = ybuf + ii * m * CNN_WINO_LANES + l;
-          if (has_res) {
-            const float* rrow = rplane + (oy0 + ii) * ow + ox0;
-            for (size_t jj = 0; jj < nj; jj++) {
-              float v = y[jj * CNN_WINO_LANES] + rrow[jj];
-              v = v < ww->lo ? ww->lo : v;
-              orow[jj] = v > ww->hi ? ww->hi : v;
-            }
-          } else {
-            for (size_t jj = 0; jj < nj; jj++) orow[jj] = y[jj * CNN_WINO_LANES];
+    for (size_t co = ib; co < ib + mc; co++) {
+      const float b = ww->bias ? ww->bias[co] : 0.0f;
+      for (size_t g8 = 0; g8 < nt; g8 += L) {
+        for (size_t l = 0; l < L; l++) {
+          size_t ni = 0, nj = 0, off = 0;
+          if (g8 + l < nt) {
+            const size_t gt = t0 + g8 + l, n = gt / ntiles, t = gt % ntiles, oy0 = t / tw * m, ox0 = t % tw * m;
+            ni = cnn_min_sz(m, oh - oy0);
+            nj = cnn_min_sz(m, ow - ox0);
+            off = (n * cout + co) * oh * ow + oy0 * ow + ox0;
           }
-          if (ww->act_fn) ww->act_fn(&ww->act, orow, orow, nj);
+          ncols[l] = (int)nj;
+          for (size_t ii = 0; ii < m; ii++) {
+            orows[ii * L + l] = ii < ni ? x->out + off + ii * ow : NULL;
+            rrows[ii * L + l] = ii < ni && x->res ? x->res + off + ii * ow : NULL;
+          }
         }
+        ww->out_fn(ww->tx, mbuf + (co - ib) * nbpad + g8, mstride, b, ww->lo, ww->hi, orows, x->res ? rrows : NULL,
+                   ncols);
+        if (ww->act_fn)
+          for (size_t e = 0; e < m * L; e++)
+            if (orows[e]) ww->act_fn(&ww->act, orows[e], orows[e], (size_t)ncols[e % L]);
       }
     }
   }
@@ -388,9 +451,9 @@ void cnn_wino_run(const cnn_wino_weights* ww, size_t batch, size_t h, size_t w, 
   x.oh = oh;
   x.ow = ow;
   geo_init(ww, batch, oh, ow, nt, &x.g);
-  slice_init(ww, x.g.ntiles, &x.s);
+  slice_init(ww, batch, oh, ow, &x.s);
   x.ws = (float*)workspace;
-  cnn_parallelize_2d(pool, wino_task, &x, batch * x.g.nblocks, x.g.msplit);
+  cnn_parallelize_2d(pool, wino_task, &x, x.g.nblocks, x.g.msplit);
 }
 
 /* ------------------------------------------------------------------------------------------------------------ */
@@ -450,7 +513,9 @@ cnn_wino_weights* cnn_wino_select(const cnn_conv2d_desc* d, const float* w, cons
   for (int m = m_first; m >= 2; m -= 2) {
     cnn_wino_weights* ww = cnn_wino_weights_create(&dn, w, bias, isa, m);
     if (!ww) continue;
-    const double e = cnn_wino_probe(ww, &dn, w, bias);
+    /* overflow headroom: no intermediate may overflow for inputs up to 2^20 in magnitude (far above normalized
+     * activations or 0..255 pixels); only weights of pathological magnitude (~1e25 and above) trip this */
+    const double e = ww->amp * 1048576.0 <= 3.4e38 ? cnn_wino_probe(ww, &dn, w, bias) : INFINITY;
     if (err) *err = e;
     if (e <= cnn_wino_budget(m)) {
       set_act(ww, &d->act);

@@ -539,6 +539,37 @@ static size_t pool_out(size_t in, size_t pb, size_t pe, size_t k, size_t s, size
   return o;
 }
 
+/* 2x2 stride-2 max pooling without padding (its own AVX2 path): widths 1..40 (8-, 4- and 1-wide parts), odd sizes,
+ * ceil mode (a last window crossing the edge, pad_bottom/right 1), NaN and signed zeros among the inputs. */
+static void test_pool2d_2x2(void) {
+  int fails = 0, cases = 0;
+  for (size_t w = 1; w <= 40; w++)
+    for (int ceil_mode = 0; ceil_mode < 2; ceil_mode++) {
+      const size_t h = 1 + (w * 7) % 9;
+      cnn_pool2d_desc d = {0, 0, 2, 2, 2, 2, 1, 1, 0, 0, (size_t)ceil_mode, (size_t)ceil_mode};
+      const size_t oh = pool_out(h, 0, d.pad_bottom, 2, 2, 1, ceil_mode), ow = pool_out(w, 0, d.pad_right, 2, 2, 1, ceil_mode);
+      if (oh == 0 || ow == 0) continue;
+      const size_t nc = 1 + w % 3;
+      float* x = falloc(nc * h * w);
+      float* want = falloc(nc * oh * ow);
+      float* got = falloc(nc * oh * ow);
+      fill_scaled(x, nc * h * w, 2.0f);
+      for (size_t i = 0; i < nc * h * w; i += 13) x[i] = (i % 3) == 0 ? NAN : (i % 3) == 1 ? -0.0f : 0.0f;
+      cnn_f32_pool2d__scalar(&d, nc, h, w, oh, ow, x, want);
+      for (size_t c = 1; c < g_ncfg; c++) {
+        g_cfgs[c]->pool2d(&d, nc, h, w, oh, ow, x, got);
+        cases++;
+        if (first_diff_bits(got, want, nc * oh * ow) != nc * oh * ow && !fails++)
+          CHECK_BITS(got, want, nc * oh * ow, "max 2x2 s2 %s in %zux%zu ceil %d", cnn_isa_name(g_cfgs[c]->isa), h, w,
+                     ceil_mode);
+      }
+      cnn_aligned_free(x);
+      cnn_aligned_free(want);
+      cnn_aligned_free(got);
+    }
+  CHECK(fails == 0, "max 2x2 s2: %d of %d configurations failed", fails, cases);
+}
+
 static void test_pool2d(void) {
   int fails_ref = 0, fails_simd = 0, cases = 0;
   for (size_t k = 1; k <= 5; k++)
@@ -1033,6 +1064,7 @@ int main(int argc, char** argv) {
   test_binary();
   test_binary_nd(pool);
   test_pool2d();
+  test_pool2d_2x2();
   test_global_pool();
   test_channel_affine();
   test_softmax();

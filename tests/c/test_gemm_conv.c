@@ -128,6 +128,45 @@ static int isa_list(int* isas) {
 #define LDC 21 /* > 16: columns past n must stay untouched */
 #define SENTINEL 1234.5f
 
+/* 1x16 GEMV micro-kernels (every ISA that has one) against the scalar 1x16 reference: kc odd/even/1, n 1..16,
+ * accumulate, each epilogue term. */
+static void test_gemv_ukernels(void) {
+  int isas[4];
+  const int nisa = isa_list(isas);
+  const size_t kcs[] = {1, 2, 3, 8, 255, 300};
+  for (int ii = 0; ii < nisa; ii++) {
+    const cnn_gemm_config* cfg = cnn_gemm_config_get(isas[ii]);
+    if (!cfg || !cfg->gemv || cfg->nr != 16) continue;
+    for (size_t ki = 0; ki < sizeof(kcs) / sizeof(kcs[0]); ki++)
+      for (size_t n = 1; n <= 16; n += (n < 3 ? 1 : 5)) {
+        const size_t kc = kcs[ki];
+        float* a = frand(kc);
+        float* b = frand(kc * 16);
+        float* bc = frand(16);
+        float* br = frand(1);
+        float* res = frand(16);
+        float* c0 = frand(17);
+        float* c1 = falloc(17);
+        memcpy(c1, c0, 17 * sizeof(float));
+        const int acc = (int)rng_range(0, 1);
+        cnn_gemm_epilogue e = {rng_range(0, 1) ? br : NULL, rng_range(0, 1) ? bc : NULL, rng_range(0, 1) ? res : NULL,
+                               16, rng_range(0, 1) ? -0.5f : -INFINITY, rng_range(0, 1) ? 0.7f : INFINITY};
+        const int with_epi = (int)rng_range(0, 2) != 0;
+        cnn_f32_gemm_ukernel_1x16__scalar(1, n, kc, a, b, c0, 16, acc, with_epi ? &e : NULL);
+        cfg->gemv(1, n, kc, a, b, c1, 16, acc, with_epi ? &e : NULL);
+        double worst = 0;
+        for (size_t j = 0; j < 17; j++) {
+          const double d = fabs((double)c0[j] - (double)c1[j]);
+          if (j >= n) CHECK(c0[j] == c1[j], "gemv %s wrote column %zu >= n=%zu", cnn_isa_name(isas[ii]), j, n);
+          if (d > worst) worst = d;
+        }
+        CHECK(worst <= 1e-4 * (double)(kc + 4), "gemv %s kc=%zu n=%zu: diff %g", cnn_isa_name(isas[ii]), kc, n, worst);
+        float* fr[] = {a, b, bc, br, res, c0, c1};
+        for (size_t i = 0; i < sizeof(fr) / sizeof(fr[0]); i++) cnn_aligned_free(fr[i]);
+      }
+  }
+}
+
 static void test_ukernels(void) {
 #if defined(__x86_64__)
   if (!cnn_hw_isa_supported(CNN_ISA_AVX2)) {
@@ -221,11 +260,12 @@ static void test_ukernels(void) {
 /* sgemm and fc vs cnn_gemm_ref */
 
 #if defined(__aarch64__)
-/* NEON 8x12 micro-kernel vs a double-precision tile computed here (every m <= 8, n <= 12, both accumulate modes,
- * each epilogue part): |got - exact| <= gamma_{kc+4} * S, S = sum |a*b| + |C| + |biases| + |residual|; nothing
+/* NEON 6x16 micro-kernel (and, for m == 1, the 1x16 GEMV one) vs a double-precision tile computed here (every
+ * m <= 6, n <= 16, both accumulate modes, each epilogue part): |got - exact| <= gamma_{kc+4} * S,
+ * S = sum |a*b| + |C| + |biases| + |residual|; nothing
  * outside the m x n tile is written. */
 static void test_ukernel_neon(void) {
-  enum { UMR = 8, UNR = 12, ULDC = 17, UROWS = 10 };
+  enum { UMR = 6, UNR = 16, ULDC = 21, UROWS = 8 };
   const size_t kcs[] = {1, 2, 7, 255, 300};
   int fails = 0;
   for (size_t ki = 0; ki < sizeof(kcs) / sizeof(kcs[0]); ki++) {
@@ -257,13 +297,21 @@ static void test_ukernel_neon(void) {
             for (size_t i = 0; i < m; i++)
               for (size_t j = 0; j < n; j++) c0[i * ULDC + j] = rng_f();
             memcpy(c1, c0, sizeof(c0));
-            cnn_f32_gemm_ukernel_8x12__neon(m, n, kc, a, b, c1, ULDC, accumulate, eo ? &e : NULL);
+            cnn_f32_gemm_ukernel_6x16__neon(m, n, kc, a, b, c1, ULDC, accumulate, eo ? &e : NULL);
+            float cg[UROWS * ULDC];
+            if (m == 1) { /* the GEMV kernel reads A as kc contiguous floats: column 0 of the panel */
+              float* arow = falloc(kc);
+              for (size_t k = 0; k < kc; k++) arow[k] = a[k * UMR];
+              memcpy(cg, c0, sizeof(c0));
+              cnn_f32_gemm_ukernel_1x16__neon(1, n, kc, arow, b, cg, ULDC, accumulate, eo ? &e : NULL);
+              cnn_aligned_free(arow);
+            }
             int ok = 1;
             for (size_t i = 0; i < UROWS && ok; i++)
               for (size_t j = 0; j < ULDC && ok; j++) {
                 const size_t o = i * ULDC + j;
                 if (i >= m || j >= n) {
-                  if (c1[o] != SENTINEL) ok = 0;
+                  if (c1[o] != SENTINEL || (m == 1 && cg[o] != SENTINEL)) ok = 0;
                   continue;
                 }
                 double want = 0, S = 0;
@@ -278,6 +326,7 @@ static void test_ukernel_neon(void) {
                 if (e.residual) { want += res[i * ULDC + j]; S += fabs(res[i * ULDC + j]); }
                 want = want < e.min ? e.min : (want > e.max ? e.max : want);
                 if (fabs((double)c1[o] - want) > gamma_n(kc + 4) * S) ok = 0;
+                if (m == 1 && fabs((double)cg[o] - want) > gamma_n(kc + 4) * S) ok = 0;
               }
             if (!ok && fails++ < 10)
               printf("  ukernel neon mismatch m=%zu n=%zu kc=%zu acc=%d epi=%d\n", m, n, kc, accumulate, eo);
@@ -289,7 +338,7 @@ static void test_ukernel_neon(void) {
   }
   const cnn_gemm_config* cfg = cnn_gemm_config_get(CNN_ISA_NEON);
   CHECK(cfg && cfg->isa == CNN_ISA_NEON && cfg->mr == UMR && cfg->nr == UNR &&
-            cfg->ukernel == cnn_f32_gemm_ukernel_8x12__neon,
+            cfg->ukernel == cnn_f32_gemm_ukernel_6x16__neon && cfg->gemv == cnn_f32_gemm_ukernel_1x16__neon,
         "neon gemm config");
 }
 #endif
@@ -413,9 +462,15 @@ static void test_fc(cnn_threadpool* pool1, cnn_threadpool* pool2) {
       test_fc_one(isas[ii], (it & 1) ? pool2 : pool1, rng_range(1, 20), rng_range(1, 400), rng_range(1, 150),
                   (int)rng_range(0, 1), (int)rng_range(0, 1), (int)rng_range(0, 1), &act);
     }
-    /* in-place residual (residual == y) */
-    {
-      const size_t M = 5, K = 300, N = 40;
+    /* M == 1: the GEMV (1x16) kernel: K across several K blocks and odd, N not a multiple of 16, every epilogue */
+    for (int it = 0; it < 12; it++) {
+      const cnn_act act = random_act();
+      test_fc_one(isas[ii], (it & 1) ? pool2 : pool1, 1, rng_range(1, 900), rng_range(1, 200), (int)rng_range(0, 1),
+                  (int)rng_range(0, 1), (int)rng_range(0, 1), &act);
+    }
+    /* in-place residual (residual == y), M = 5 and M = 1 */
+    for (int mi = 0; mi < 2; mi++) {
+      const size_t M = mi ? 1 : 5, K = 300, N = 40;
       float* x = frand(M * K);
       float* w = frand(K * N);
       float* y = frand(M * N);
@@ -679,6 +734,39 @@ static void test_conv_regressions(cnn_threadpool* pool2) {
   c = make_case(1, 3, 3, 3, 11, 29, 3, 3, 1, 1, 1, 1, 1, CNN_ACT_NONE);
   c.inplace = 1;
   run_conv_case(&c, pool2);
+  /* depthwise, 8-channels-in-lanes kernel (multiplier 1, >= 8 channels, rows <= 32): full and partial channel groups,
+   * 3x3/5x5/1x7 s1/s2, planes under 8 pixels, rows under 8 columns (masked transposes), the overlapping last
+   * transpose block with an in-place residual, padding larger than the kernel */
+  c = make_case(1, 20, 20, 20, 14, 14, 3, 3, 1, 1, 1, 1, 1, CNN_ACT_CLIP);
+  run_conv_case(&c, pool2);
+  c = make_case(2, 19, 19, 19, 14, 14, 3, 3, 2, 1, 1, 1, 0, CNN_ACT_RELU);
+  run_conv_case(&c, pool2);
+  c = make_case(1, 16, 16, 16, 7, 7, 3, 3, 1, 1, 1, 1, 1, CNN_ACT_NONE);
+  c.inplace = 1;
+  run_conv_case(&c, pool2);
+  c = make_case(1, 24, 24, 24, 13, 11, 3, 3, 1, 1, 1, 0, 1, CNN_ACT_NONE);
+  c.inplace = 1;
+  run_conv_case(&c, pool2);
+  c = make_case(1, 17, 17, 17, 28, 28, 5, 5, 1, 1, 2, 1, 0, CNN_ACT_SILU);
+  run_conv_case(&c, pool2);
+  c = make_case(1, 9, 9, 9, 15, 15, 5, 5, 2, 1, 2, 1, 1, CNN_ACT_HARDSWISH);
+  run_conv_case(&c, pool2);
+  c = make_case(1, 8, 8, 8, 2, 3, 3, 3, 1, 1, 1, 1, 1, CNN_ACT_RELU);
+  run_conv_case(&c, pool2);
+  c = make_case(1, 8, 8, 8, 5, 6, 3, 3, 3, 1, 3, 0, 0, CNN_ACT_NONE);
+  run_conv_case(&c, pool2);
+  c = make_case(1, 10, 10, 10, 6, 31, 1, 7, 1, 1, 0, 1, 0, CNN_ACT_NONE);
+  c.d.pad_left = c.d.pad_right = 3;
+  run_conv_case(&c, pool2);
+  /* depthwise padded-plane kernel: odd left padding (stride 2 phase swap), rows of 8..40 columns, multiplier 3 */
+  c = make_case(1, 3, 9, 3, 23, 37, 3, 3, 2, 1, 1, 1, 1, CNN_ACT_NONE);
+  c.d.pad_left = 0;
+  run_conv_case(&c, pool2);
+  c = make_case(1, 4, 4, 4, 9, 40, 5, 5, 2, 1, 2, 0, 0, CNN_ACT_CLIP);
+  c.d.pad_left = 3;
+  run_conv_case(&c, pool2);
+  c = make_case(1, 1, 16, 1, 33, 35, 3, 3, 1, 1, 1, 1, 0, CNN_ACT_RELU);
+  run_conv_case(&c, pool2);
   /* wide rows: many 16-pixel panels with every tap inside the input (the packer's fast path), 3x3, 5x5,
    * dilation 2, groups */
   c = make_case(1, 24, 10, 1, 30, 50, 3, 3, 1, 1, 1, 1, 1, CNN_ACT_RELU);
@@ -769,6 +857,7 @@ int main(void) {
   cnn_threadpool* pool1 = cnn_threadpool_create(1);
   cnn_threadpool* pool2 = cnn_threadpool_create(2);
   test_ukernels();
+  test_gemv_ukernels();
 #if defined(__aarch64__)
   test_ukernel_neon();
 #endif

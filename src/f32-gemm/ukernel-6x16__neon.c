@@ -1,40 +1,46 @@
-/* NEON (aarch64) 8x12 SGEMM micro-kernel: 24 accumulators (8 rows x 3 vectors of 4 columns), per k two loads of A
- * (8 values), three loads of B and 24 FMAs by lane (vfmaq_laneq_f32); 29 of the 32 vector registers.
- * Full tiles (m == 8, n == 12) apply the epilogue (bias per row / column, residual, clamp) in registers; partial
- * tiles go through a stack tile and a scalar epilogue that touches only rows < m and columns < n.
- * Contract: see cnn_gemm_ukernel_fn in include/cnnrt/gemm.h. */
+/* NEON (aarch64) 6x16 SGEMM micro-kernel: 24 accumulators (6 rows x 4 vectors of 4 columns), per k one 4-float and
+ * one 2-float load of A, four loads of B and 24 FMAs by lane (vfmaq_laneq_f32 / vfmaq_lane_f32): 30 of the 32 vector
+ * registers. The 6x16 tile is the AVX2 one, so the packed layouts (and every 16-column fast path of the packers and
+ * the Winograd transforms) are shared. Full tiles (m == 6, n == 16) apply the epilogue (bias per row / column,
+ * residual, clamp) in registers; partial tiles go through a stack tile and a scalar epilogue that touches only
+ * rows < m and columns < n. Contract: see cnn_gemm_ukernel_fn in include/cnnrt/gemm.h. */
 #include <arm_neon.h>
 
 #include "cnnrt/gemm.h"
 
-#define MR 8
-#define NR 12
+#define MR 6
+#define NR 16
 
-#define ROW_FMA(i, av, lane)                                        \
-  c##i##0 = vfmaq_laneq_f32(c##i##0, b0, av, lane);                 \
-  c##i##1 = vfmaq_laneq_f32(c##i##1, b1, av, lane);                 \
-  c##i##2 = vfmaq_laneq_f32(c##i##2, b2, av, lane)
+#define ROW_FMA_Q(i, lane)                                          \
+  c##i##0 = vfmaq_laneq_f32(c##i##0, b0, a0, lane);                 \
+  c##i##1 = vfmaq_laneq_f32(c##i##1, b1, a0, lane);                 \
+  c##i##2 = vfmaq_laneq_f32(c##i##2, b2, a0, lane);                 \
+  c##i##3 = vfmaq_laneq_f32(c##i##3, b3, a0, lane)
+#define ROW_FMA_D(i, lane)                                          \
+  c##i##0 = vfmaq_lane_f32(c##i##0, b0, a1, lane);                  \
+  c##i##1 = vfmaq_lane_f32(c##i##1, b1, a1, lane);                  \
+  c##i##2 = vfmaq_lane_f32(c##i##2, b2, a1, lane);                  \
+  c##i##3 = vfmaq_lane_f32(c##i##3, b3, a1, lane)
 
-#define FOR_ROWS(OP) OP(0); OP(1); OP(2); OP(3); OP(4); OP(5); OP(6); OP(7)
+#define FOR_ROWS(OP) OP(0); OP(1); OP(2); OP(3); OP(4); OP(5)
 
-void cnn_f32_gemm_ukernel_8x12__neon(size_t m, size_t n, size_t kc, const float* a, const float* b, float* c,
+void cnn_f32_gemm_ukernel_6x16__neon(size_t m, size_t n, size_t kc, const float* a, const float* b, float* c,
                                      size_t ldc, int accumulate, const cnn_gemm_epilogue* epi) {
   const float32x4_t z = vdupq_n_f32(0.0f);
-  float32x4_t c00 = z, c01 = z, c02 = z, c10 = z, c11 = z, c12 = z, c20 = z, c21 = z, c22 = z, c30 = z, c31 = z,
-              c32 = z, c40 = z, c41 = z, c42 = z, c50 = z, c51 = z, c52 = z, c60 = z, c61 = z, c62 = z, c70 = z,
-              c71 = z, c72 = z;
+  float32x4_t c00 = z, c01 = z, c02 = z, c03 = z, c10 = z, c11 = z, c12 = z, c13 = z, c20 = z, c21 = z, c22 = z,
+              c23 = z, c30 = z, c31 = z, c32 = z, c33 = z, c40 = z, c41 = z, c42 = z, c43 = z, c50 = z, c51 = z,
+              c52 = z, c53 = z;
 #pragma GCC unroll 2
   for (size_t k = 0; k < kc; k++) {
-    const float32x4_t a0 = vld1q_f32(a), a1 = vld1q_f32(a + 4);
-    const float32x4_t b0 = vld1q_f32(b), b1 = vld1q_f32(b + 4), b2 = vld1q_f32(b + 8);
-    ROW_FMA(0, a0, 0);
-    ROW_FMA(1, a0, 1);
-    ROW_FMA(2, a0, 2);
-    ROW_FMA(3, a0, 3);
-    ROW_FMA(4, a1, 0);
-    ROW_FMA(5, a1, 1);
-    ROW_FMA(6, a1, 2);
-    ROW_FMA(7, a1, 3);
+    const float32x4_t a0 = vld1q_f32(a);
+    const float32x2_t a1 = vld1_f32(a + 4);
+    const float32x4_t b0 = vld1q_f32(b), b1 = vld1q_f32(b + 4), b2 = vld1q_f32(b + 8), b3 = vld1q_f32(b + 12);
+    ROW_FMA_Q(0, 0);
+    ROW_FMA_Q(1, 1);
+    ROW_FMA_Q(2, 2);
+    ROW_FMA_Q(3, 3);
+    ROW_FMA_D(4, 0);
+    ROW_FMA_D(5, 1);
     a += MR;
     b += NR;
   }
@@ -44,7 +50,8 @@ void cnn_f32_gemm_ukernel_8x12__neon(size_t m, size_t n, size_t kc, const float*
 #define ACC(i)                                                   \
   c##i##0 = vaddq_f32(c##i##0, vld1q_f32(c + (i) * ldc));        \
   c##i##1 = vaddq_f32(c##i##1, vld1q_f32(c + (i) * ldc + 4));    \
-  c##i##2 = vaddq_f32(c##i##2, vld1q_f32(c + (i) * ldc + 8))
+  c##i##2 = vaddq_f32(c##i##2, vld1q_f32(c + (i) * ldc + 8));    \
+  c##i##3 = vaddq_f32(c##i##3, vld1q_f32(c + (i) * ldc + 12))
       FOR_ROWS(ACC);
 #undef ACC
     }
@@ -57,17 +64,19 @@ void cnn_f32_gemm_ukernel_8x12__neon(size_t m, size_t n, size_t kc, const float*
     c##i##0 = vaddq_f32(c##i##0, bv);                            \
     c##i##1 = vaddq_f32(c##i##1, bv);                            \
     c##i##2 = vaddq_f32(c##i##2, bv);                            \
+    c##i##3 = vaddq_f32(c##i##3, bv);                            \
   } while (0)
         FOR_ROWS(BROW);
 #undef BROW
       }
       if (epi->bias_col) {
-        const float32x4_t q0 = vld1q_f32(epi->bias_col), q1 = vld1q_f32(epi->bias_col + 4),
-                          q2 = vld1q_f32(epi->bias_col + 8);
+        const float* bc = epi->bias_col;
+        const float32x4_t q0 = vld1q_f32(bc), q1 = vld1q_f32(bc + 4), q2 = vld1q_f32(bc + 8), q3 = vld1q_f32(bc + 12);
 #define BCOL(i)                                                  \
   c##i##0 = vaddq_f32(c##i##0, q0);                              \
   c##i##1 = vaddq_f32(c##i##1, q1);                              \
-  c##i##2 = vaddq_f32(c##i##2, q2)
+  c##i##2 = vaddq_f32(c##i##2, q2);                              \
+  c##i##3 = vaddq_f32(c##i##3, q3)
         FOR_ROWS(BCOL);
 #undef BCOL
       }
@@ -77,7 +86,8 @@ void cnn_f32_gemm_ukernel_8x12__neon(size_t m, size_t n, size_t kc, const float*
 #define RES(i)                                                   \
   c##i##0 = vaddq_f32(c##i##0, vld1q_f32(r + (i) * rl));         \
   c##i##1 = vaddq_f32(c##i##1, vld1q_f32(r + (i) * rl + 4));     \
-  c##i##2 = vaddq_f32(c##i##2, vld1q_f32(r + (i) * rl + 8))
+  c##i##2 = vaddq_f32(c##i##2, vld1q_f32(r + (i) * rl + 8));     \
+  c##i##3 = vaddq_f32(c##i##3, vld1q_f32(r + (i) * rl + 12))
         FOR_ROWS(RES);
 #undef RES
       }
@@ -86,14 +96,16 @@ void cnn_f32_gemm_ukernel_8x12__neon(size_t m, size_t n, size_t kc, const float*
 #define CLAMP(i)                                                 \
   c##i##0 = vminq_f32(hi, vmaxq_f32(lo, c##i##0));               \
   c##i##1 = vminq_f32(hi, vmaxq_f32(lo, c##i##1));               \
-  c##i##2 = vminq_f32(hi, vmaxq_f32(lo, c##i##2))
+  c##i##2 = vminq_f32(hi, vmaxq_f32(lo, c##i##2));               \
+  c##i##3 = vminq_f32(hi, vmaxq_f32(lo, c##i##3))
       FOR_ROWS(CLAMP);
 #undef CLAMP
     }
 #define STORE(i)                                                 \
   vst1q_f32(c + (i) * ldc, c##i##0);                             \
   vst1q_f32(c + (i) * ldc + 4, c##i##1);                         \
-  vst1q_f32(c + (i) * ldc + 8, c##i##2)
+  vst1q_f32(c + (i) * ldc + 8, c##i##2);                         \
+  vst1q_f32(c + (i) * ldc + 12, c##i##3)
     FOR_ROWS(STORE);
 #undef STORE
     return;
@@ -104,7 +116,8 @@ void cnn_f32_gemm_ukernel_8x12__neon(size_t m, size_t n, size_t kc, const float*
 #define SPILL(i)                                                 \
   vst1q_f32(t + (i) * NR, c##i##0);                              \
   vst1q_f32(t + (i) * NR + 4, c##i##1);                          \
-  vst1q_f32(t + (i) * NR + 8, c##i##2)
+  vst1q_f32(t + (i) * NR + 8, c##i##2);                          \
+  vst1q_f32(t + (i) * NR + 12, c##i##3)
   FOR_ROWS(SPILL);
 #undef SPILL
   if (m > MR) m = MR;
