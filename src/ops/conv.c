@@ -327,6 +327,17 @@ static int dw_c8_ok(const cnn_conv2d_weights* w, size_t in_h, size_t in_w, size_
   return w->packed8 && ow <= CNN_DW_C8_MAX_OW && cnn_dwconv_c8_geometry(&w->d, in_h, in_w, oh, ow, cp, xf, yf);
 }
 
+/* Small outputs (N = OH*OW <= 256, one image and group): with several threads the B matrix is packed once into a
+ * shared block (K x round_up(N, nr), tasks over K blocks) and then read by every M task, instead of each M task
+ * packing (im2col) its own copy: at batch 1 the 7x7 / 14x14 layers split M across the threads, and the copies cost
+ * as much as the extra parallelism gains (strided layers most). Returns the shared block's floats, or 0. */
+static size_t gemm_shared_b_floats(const cnn_conv2d_weights* w, size_t batch, size_t N) {
+  if (w->algo != CNN_CONV_ALGO_GEMM || batch * w->d.groups != 1 || N > 256) return 0;
+  const size_t npad = cnn_round_up(N, w->cfg->nr);
+  if (w->K > ((size_t)1 << 22) / npad) return 0;
+  return cnn_round_up(w->K * npad, CNN_ALIGN / sizeof(float));
+}
+
 int cnn_conv2d_plan_init(cnn_conv2d_plan* p, const cnn_conv2d_weights* w, size_t batch, size_t in_h, size_t in_w,
                          size_t nthreads) {
   if (!p || !w) return CNN_ERR_INVALID;
@@ -342,7 +353,9 @@ int cnn_conv2d_plan_init(cnn_conv2d_plan* p, const cnn_conv2d_weights* w, size_t
   size_t ws = 0;
   if (w->algo == CNN_CONV_ALGO_GEMM) {
     const size_t slice = gemm_slice_floats(w, oh * ow, NULL);
-    if (!mul_ok(slice, nthreads, &ws) || !mul_ok(ws, sizeof(float), &ws)) return CNN_ERR_INVALID;
+    if (!mul_ok(slice, nthreads, &ws)) return CNN_ERR_INVALID;
+    if (nthreads > 1) ws += gemm_shared_b_floats(w, batch, oh * ow); /* < 2^22 + slack floats */
+    if (!mul_ok(ws, sizeof(float), &ws)) return CNN_ERR_INVALID;
   } else if (w->algo == CNN_CONV_ALGO_DEPTHWISE) {
     cnn_dwconv_padded_params pp;
     size_t fl;
@@ -385,7 +398,20 @@ typedef struct {
   cnn_gemm_tiling t;
   float* ws;
   size_t slice, b_floats;
+  float* bshared; /* packed B of the whole problem (K blocks of npad columns), or NULL: each task packs its own */
+  size_t npad;
 } gemm_ctx;
+
+static void gemm_shared_pack_task(void* vctx, size_t tid, size_t kb) {
+  const gemm_ctx* x = (const gemm_ctx*)vctx;
+  const cnn_conv2d_weights* w = x->w;
+  const size_t pc = kb * w->kcb, kc = cnn_min_sz(w->kcb, w->K - pc), HW = x->H * x->W;
+  float* dst = x->bshared + pc * x->npad;
+  if (x->pointwise)
+    cnn_gemm_pack_b(w->cfg->nr, kc, x->N, x->in + pc * HW, HW, 1, dst);
+  else
+    x->pack_b(&x->geom, x->in, pc, kc, 0, x->N, w->cfg->nr, dst, (ptrdiff_t*)(x->ws + tid * x->slice + x->b_floats));
+}
 
 static void gemm_task(void* vctx, size_t tid, size_t i, size_t j) {
   const gemm_ctx* x = (const gemm_ctx*)vctx;
@@ -412,7 +438,10 @@ static void gemm_task(void* vctx, size_t tid, size_t i, size_t j) {
   for (size_t pc = 0; pc < K; pc += w->kcb) {
     const size_t kc = cnn_min_sz(w->kcb, K - pc);
     const int last = pc + kc >= K;
-    if (x->pointwise)
+    const float* bsrc = bpk;
+    if (x->bshared) /* panel n0/nr of this K block */
+      bsrc = x->bshared + pc * x->npad + n0 * kc;
+    else if (x->pointwise)
       cnn_gemm_pack_b(cfg->nr, kc, n1 - n0, in_g + pc * HW + n0, HW, 1, bpk);
     else
       x->pack_b(&x->geom, in_g, pc, kc, n0, n1 - n0, cfg->nr, bpk, ktab);
@@ -422,7 +451,7 @@ static void gemm_task(void* vctx, size_t tid, size_t i, size_t j) {
       e.bias_col = NULL;
       e.residual = res_g ? res_g + ic * N + n0 : NULL;
       const int has_epi = e.bias_row || e.residual || has_clamp;
-      cnn_gemm_macro_kernel(cfg, mc, n1 - n0, kc, a_g + pc * w->mpad + ic * kc, bpk, out_g + ic * N + n0, N,
+      cnn_gemm_macro_kernel(cfg, mc, n1 - n0, kc, a_g + pc * w->mpad + ic * kc, bsrc, out_g + ic * N + n0, N,
                             pc > 0 || x->res_in_c, last, has_epi ? &e : NULL, w->act_fn, &w->d.act);
     }
   }
@@ -651,6 +680,12 @@ void cnn_conv2d_run(const cnn_conv2d_plan* p, const float* in, float* out, const
       x.pack_b = d->stride_w < ((size_t)1 << 26) ? w->pack_b : cnn_conv_pack_b_im2col__scalar;
       x.ws = (float*)workspace;
       x.slice = gemm_slice_floats(w, x.N, &x.b_floats);
+      x.bshared = NULL;
+      x.npad = cnn_round_up(x.N, w->cfg->nr);
+      if (nthreads > 1 && p->nthreads > 1 && gemm_shared_b_floats(w, p->batch, x.N)) {
+        x.bshared = x.ws + p->nthreads * x.slice; /* after the per-thread slices (see cnn_conv2d_plan_init) */
+        cnn_parallelize_1d(pool, gemm_shared_pack_task, &x, cnn_div_up(w->K, w->kcb));
+      }
       cnn_gemm_tiling_init(w->cfg, w->cout_g, x.N, p->batch * d->groups, nthreads, &x.t);
       cnn_parallelize_2d(pool, gemm_task, &x, p->batch * d->groups * x.t.m_tasks, x.t.n_tasks);
       return;
