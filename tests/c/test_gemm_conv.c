@@ -573,9 +573,15 @@ static void run_conv_case(const conv_case* c, cnn_threadpool* pool2) {
         print_case(c);
         continue;
       }
-      if (algo == CNN_CONV_ALGO_AUTO)
-        CHECK(cnn_conv2d_weights_algo(cw) == (dw_shape ? CNN_CONV_ALGO_DEPTHWISE : CNN_CONV_ALGO_GEMM),
-              "auto picks depthwise iff groups == Cin");
+      if (algo == CNN_CONV_ALGO_AUTO) {
+        /* Winograd is AUTO's pick only for 3x3 stride-1 dilation-1 groups-1 layers */
+        const int wino_ok = d->kernel_h == 3 && d->kernel_w == 3 && d->stride_h == 1 && d->stride_w == 1 &&
+                            d->dilation_h == 1 && d->dilation_w == 1 && d->groups == 1;
+        const int got = cnn_conv2d_weights_algo(cw);
+        CHECK(dw_shape ? got == CNN_CONV_ALGO_DEPTHWISE
+                       : (got == CNN_CONV_ALGO_GEMM || (wino_ok && got == CNN_CONV_ALGO_WINOGRAD)),
+              "auto picks depthwise iff groups == Cin, Winograd only where it applies");
+      }
       for (size_t nthreads = 1; nthreads <= 2; nthreads++) {
         cnn_conv2d_plan plan;
         const int ps = cnn_conv2d_plan_init(&plan, cw, c->batch, c->h, c->w, nthreads);
