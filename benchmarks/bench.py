@@ -425,7 +425,7 @@ def main(argv=None):
 def render(args, info, peak, peak_how, rows, skipped):
     L = []
     if args.aa:
-        L.append("## A/A check (same runtime on both sides)")
+        L.append(f"## A/A check (same runtime on both sides), {info['date']}, commit {info['commit']}")
     else:
         L.append("# cnnrt vs onnxruntime")
         L.append("")
@@ -433,6 +433,8 @@ def render(args, info, peak, peak_how, rows, skipped):
         L.append(f"- measured FMA peak (benchmarks/peak/fma_peak.c, {peak_how}; best of runs at the start and the "
                  f"end): " + ", ".join(f"{g:.1f} GFLOP/s with {t} thread{'s' if t > 1 else ''}"
                                        for t, g in peak.items()) + " (% peak below is relative to the same thread count)")
+        L.append("- GFLOP = 2 x MACs of Conv/Gemm/MatMul as a direct convolution computes them; Winograd (cnnrt's "
+                 "3x3 path) does fewer multiplications, so these are *effective* rates and can exceed 100% of peak")
         if info.get("peak_note"):
             L.append(f"- WARNING: {info['peak_note']}")
         L.append(f"- cnnrt {info['cnnrt']}, commit {info['commit']}; onnxruntime {info['onnxruntime']}; "

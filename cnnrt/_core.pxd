@@ -24,6 +24,7 @@ cdef extern from "cnnrt/threadpool.h":
     cnn_threadpool* cnn_threadpool_create(size_t) nogil
     void cnn_threadpool_destroy(cnn_threadpool*) nogil
     size_t cnn_threadpool_size(const cnn_threadpool*)
+    long cnn_threadpool_peak_busy(int reset)
 
 cdef extern from "cnnrt/gemm.h":
     ctypedef struct cnn_gemm_config:

@@ -64,6 +64,11 @@ def num_cpus():
     return cnn_hw_num_cpus()
 
 
+def threads_peak_busy(bint reset=False):
+    """Most threads seen executing kernels at once in this process (all sessions); reset restarts the count."""
+    return cnn_threadpool_peak_busy(1 if reset else 0)
+
+
 _PEAK = None
 
 

@@ -218,6 +218,35 @@ def test_many_sessions_in_threads(model_path):
         assert np.array_equal(r, want)
 
 
+def test_sessions_share_cores_without_oversubscription(model_path):
+    from cnnrt import _core
+
+    ncpu = _core.num_cpus()
+    x = np.random.default_rng(8).standard_normal((8, 1, 64, 64)).astype(np.float32)
+    sessions = [cnnrt.Session(model_path, num_threads=ncpu) for _ in range(4)]
+    want = sessions[0].run(x)[0]
+    barrier = threading.Barrier(4)
+    res = [None] * 4
+
+    def work(i):
+        barrier.wait()
+        for _ in range(3):
+            res[i] = sessions[i].run(x)[0]
+
+    _core.threads_peak_busy(reset=True)
+    ts = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    [t.start() for t in ts]
+    [t.join() for t in ts]
+    peak = _core.threads_peak_busy()
+    # 4 sessions x ncpu threads each could reach 4*ncpu; callers always run, and helpers are enlisted only on cores
+    # idle at that moment, so at most 4 callers + (ncpu - 1) helpers enlisted before the other callers arrived
+    assert peak <= 4 + ncpu - 1, peak
+    if ncpu >= 2:
+        assert peak < 4 * ncpu
+    for r in res:
+        assert np.array_equal(r, want)  # results do not depend on how many helpers joined
+
+
 def _child_run(sess, x, q):
     q.put(sess.run(x)[0])
 

@@ -32,6 +32,11 @@ void cnn_threadpool_destroy(cnn_threadpool* pool);
 /* Threads that run a job (1 for NULL). */
 size_t cnn_threadpool_size(const cnn_threadpool* pool);
 
+/* Cores are shared by every pool in the process: a job enlists only as many of its pool's workers as there are idle
+ * cores (callers always run), so concurrent sessions do not oversubscribe the machine; CNNRT_SHARE_CORES=0 turns
+ * this off. Returns the largest number of threads seen executing jobs at once (and restarts the count if reset). */
+long cnn_threadpool_peak_busy(int reset);
+
 /* Run fn(ctx, tid, i) for i in [0, n). `pool` may be NULL (inline). Returns when every task is done. */
 void cnn_parallelize_1d(cnn_threadpool* pool, cnn_task_1d fn, void* ctx, size_t n);
 /* Run fn(ctx, tid, i, j) for i in [0, ni), j in [0, nj). */

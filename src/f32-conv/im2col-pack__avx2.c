@@ -17,6 +17,36 @@ static const int32_t g_lt[32] = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
 static const int32_t g_ge[32] = {0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
                                  -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1};
 
+/* 32-lane versions for the raw (interleaved) elements of the stride-2 loads: lanes r < b of
+ * loadu(g_lt32 + 32 - b + r0) and lanes r >= a of loadu(g_ge32 + 32 - a + r0) are all-ones */
+static const int32_t g_lt32[64] = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                                   -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                                   0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
+                                   0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0};
+static const int32_t g_ge32[64] = {0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
+                                   0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
+                                   -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                                   -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1};
+
+/* Stride 2: panel lanes [a, b) (0 <= a <= b <= 16) read the even raw elements 2a .. 2b-2 of p[0..31]; masks of
+ * raw lanes [2a, 2b-1) for the four 8-float vectors of p (all zero when a == b). */
+static inline void raw_masks_s2(size_t a, size_t b, __m256i m[4]) {
+  const size_t ra = 2 * a, rb = b > a ? 2 * b - 1 : ra;
+  for (size_t i = 0; i < 4; i++) {
+    const __m256i lt = _mm256_loadu_si256((const __m256i*)(g_lt32 + 32 - rb + 8 * i));
+    const __m256i ge = _mm256_loadu_si256((const __m256i*)(g_ge32 + 32 - ra + 8 * i));
+    m[i] = _mm256_and_si256(lt, ge);
+  }
+}
+
+/* even elements of p[0..31] under the raw masks (masked-off lanes are not accessed and give 0) */
+static inline void maskload_even16(const float* p, const __m256i m[4], __m256* v0, __m256* v1) {
+  const __m256 a = _mm256_maskload_ps(p, m[0]), b = _mm256_maskload_ps(p + 8, m[1]);
+  const __m256 c = _mm256_maskload_ps(p + 16, m[2]), d = _mm256_maskload_ps(p + 24, m[3]);
+  *v0 = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xD8));
+  *v1 = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(c, d, 0x88)), 0xD8));
+}
+
 /* masks of lanes [a, b) (0 <= a <= b <= 16) for the low (lanes 0-7) and high (8-15) vectors */
 static inline void lane_masks(size_t a, size_t b, __m256i* lo, __m256i* hi) {
   const __m256i lt0 = _mm256_loadu_si256((const __m256i*)(g_lt + 16 - b));
@@ -84,6 +114,8 @@ void cnn_conv_pack_b_im2col__avx2(const cnn_conv_im2col* g, const float* in, siz
   __m256i gi0[16], gi1[16];  /* gather indices of the lanes, (l - j)*sw */
   __m256i m0[16][MAX_TAB], m1[16][MAX_TAB]; /* lanes valid for tap column kx */
   unsigned char rv[16][MAX_TAB];            /* row ky inside the plane */
+  __m256i rm[16][MAX_TAB][4];               /* stride 2: raw masks of maskload_even16 for tap column kx */
+  const int s2 = sw == 2 && tabulate;
   for (size_t p0 = 0; p0 < n; p0 += 16) {
     const size_t nv = cnn_min_sz(16, n - p0);
     const size_t ns = segments(g, n0 + p0, nv, s);
@@ -122,7 +154,10 @@ void cnn_conv_pack_b_im2col__avx2(const cnn_conv_im2col* g, const float* in, siz
         for (size_t kx = 0; kx < kw; kx++) {
           size_t a, b;
           valid_lanes(s[q].ix + (ptrdiff_t)kx * dw, sw, W, s[q].j, s[q].len, &a, &b);
-          lane_masks(a, b, &m0[q][kx], &m1[q][kx]);
+          if (s2)
+            raw_masks_s2(a, b, rm[q][kx]);
+          else
+            lane_masks(a, b, &m0[q][kx], &m1[q][kx]);
         }
         for (size_t ky = 0; ky < kh; ky++) {
           const ptrdiff_t iy = s[q].iy + (ptrdiff_t)ky * dh;
@@ -135,6 +170,15 @@ void cnn_conv_pack_b_im2col__avx2(const cnn_conv_im2col* g, const float* in, siz
       const size_t ky = (size_t)kyi[t], kx = (size_t)kxi[t];
       for (size_t q = 0; q < ns; q++) {
         __m256i k0m, k1m;
+        if (s2) {
+          /* lane l reads in[sbase + koff + 2*(l - j)]: raw element 2l of p */
+          if (!rv[q][ky]) continue;
+          __m256 e0, e1;
+          maskload_even16(offset_ptr(in, sbase[q] + koff[t] - 2 * (ptrdiff_t)s[q].j), rm[q][kx], &e0, &e1);
+          v0 = _mm256_or_ps(v0, e0);
+          v1 = _mm256_or_ps(v1, e1);
+          continue;
+        }
         if (tabulate) {
           if (!rv[q][ky]) continue;
           k0m = m0[q][kx];

@@ -22,6 +22,55 @@
  * short enough that an idle pool costs nothing measurable. */
 #define CNN_SPIN_ITERS 4000
 
+/* Process-wide core budget shared by every pool: g_busy counts the threads executing a job right now (each caller
+ * plus the helpers it enlisted). A job enlists only as many helpers as there are idle cores, so several sessions
+ * running at once share the cores instead of oversubscribing them. Callers are never held back. The workers not
+ * enlisted skip the job; tasks are handed out dynamically and each output is computed the same way by whichever
+ * thread runs it, so results do not depend on how many helpers joined. CNNRT_SHARE_CORES=0 turns the budget off. */
+static atomic_long g_busy = 0;
+static atomic_long g_peak_busy = 0;
+static int g_share = -1;
+static long g_cores = 0;
+
+static int share_cores(void) {
+  if (g_share < 0) {
+    const char* e = getenv("CNNRT_SHARE_CORES");
+    g_cores = cnn_hw_num_cpus();
+    g_share = !(e && e[0] == '0');
+  }
+  return g_share;
+}
+
+static void note_busy(long v) {
+  long pk = atomic_load_explicit(&g_peak_busy, memory_order_relaxed);
+  while (v > pk && !atomic_compare_exchange_weak(&g_peak_busy, &pk, v)) {
+  }
+}
+
+/* Take up to `want` helper slots; returns how many were granted. */
+static size_t enlist_helpers(size_t want) {
+  long now = atomic_fetch_add(&g_busy, 1) + 1; /* the caller */
+  if (!share_cores()) {
+    atomic_fetch_add(&g_busy, (long)want);
+    note_busy(now + (long)want);
+    return want;
+  }
+  for (;;) {
+    long avail = g_cores - now;
+    long k = avail < 0 ? 0 : (avail < (long)want ? avail : (long)want);
+    if (atomic_compare_exchange_weak(&g_busy, &now, now + k)) {
+      note_busy(now + k);
+      return (size_t)k;
+    }
+  }
+}
+
+long cnn_threadpool_peak_busy(int reset) {
+  long v = atomic_load(&g_peak_busy);
+  if (reset) atomic_store(&g_peak_busy, atomic_load(&g_busy));
+  return v;
+}
+
 struct cnn_threadpool {
   size_t nthreads; /* including the caller */
   pthread_t* threads;
@@ -41,6 +90,7 @@ struct cnn_threadpool {
 
   atomic_uint generation;
   atomic_size_t pending; /* workers that have not finished the current job */
+  size_t helpers;        /* workers enlisted for the current job (tid 1..helpers work; the others skip it) */
   atomic_int stop;
 };
 
@@ -81,7 +131,7 @@ static void* worker_main(void* arg) {
     }
     if (atomic_load(&p->stop)) break;
     seen = g;
-    run_tasks(p, tid);
+    if (tid <= p->helpers) run_tasks(p, tid);
     if (atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel) == 1) {
       pthread_mutex_lock(&p->lock);
       pthread_cond_signal(&p->done);
@@ -154,12 +204,25 @@ size_t cnn_threadpool_size(const cnn_threadpool* p) {
 }
 
 static void run_job(cnn_threadpool* p, cnn_task_1d fn1, cnn_task_2d fn2, void* ctx, size_t range, size_t nj) {
+  const size_t want = p->nthreads - 1 < range - 1 ? p->nthreads - 1 : range - 1;
+  const size_t helpers = enlist_helpers(want);
+  if (helpers == 0) { /* every other core is busy: run inline, wake nobody */
+    for (size_t i = 0; i < range; i++) {
+      if (fn1)
+        fn1(ctx, 0, i);
+      else
+        fn2(ctx, 0, i / nj, i % nj);
+    }
+    atomic_fetch_sub(&g_busy, 1);
+    return;
+  }
   pthread_mutex_lock(&p->job_lock);
   p->fn1 = fn1;
   p->fn2 = fn2;
   p->ctx = ctx;
   p->range = range;
   p->nj = nj;
+  p->helpers = helpers;
   atomic_store_explicit(&p->next, 0, memory_order_relaxed);
   atomic_store_explicit(&p->pending, p->nthreads - 1, memory_order_relaxed);
   pthread_mutex_lock(&p->lock);
@@ -175,13 +238,16 @@ static void run_job(cnn_threadpool* p, cnn_task_1d fn1, cnn_task_2d fn2, void* c
     while (atomic_load(&p->pending) != 0) pthread_cond_wait(&p->done, &p->lock);
     pthread_mutex_unlock(&p->lock);
   }
+  atomic_fetch_sub(&g_busy, (long)(1 + helpers));
   pthread_mutex_unlock(&p->job_lock);
 }
 
 void cnn_parallelize_1d(cnn_threadpool* p, cnn_task_1d fn, void* ctx, size_t n) {
   if (n == 0) return;
   if (!p || p->nthreads <= 1 || n == 1 || getpid() != p->owner_pid) {
+    note_busy(atomic_fetch_add(&g_busy, 1) + 1); /* an inline caller occupies a core too */
     for (size_t i = 0; i < n; i++) fn(ctx, 0, i);
+    atomic_fetch_sub(&g_busy, 1);
     return;
   }
   run_job(p, fn, NULL, ctx, n, 1);
@@ -190,8 +256,10 @@ void cnn_parallelize_1d(cnn_threadpool* p, cnn_task_1d fn, void* ctx, size_t n) 
 void cnn_parallelize_2d(cnn_threadpool* p, cnn_task_2d fn, void* ctx, size_t ni, size_t nj) {
   if (ni == 0 || nj == 0) return;
   if (!p || p->nthreads <= 1 || ni * nj == 1 || getpid() != p->owner_pid) {
+    note_busy(atomic_fetch_add(&g_busy, 1) + 1);
     for (size_t i = 0; i < ni; i++)
       for (size_t j = 0; j < nj; j++) fn(ctx, 0, i, j);
+    atomic_fetch_sub(&g_busy, 1);
     return;
   }
   run_job(p, NULL, fn, ctx, ni * nj, nj);

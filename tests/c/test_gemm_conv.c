@@ -698,6 +698,46 @@ static void test_conv_random(cnn_threadpool* pool2, int ncases) {
   printf("conv random: %d cases\n", done);
 }
 
+/* Stride-2 implicit GEMM (the AVX2 packer's de-interleaving masked loads): panels spanning several output rows
+ * (OW 1..24), every kernel width, padding 0..3 on each side, dilation 1..2, K blocks. Same bound as every conv case. */
+static void test_conv_stride2(cnn_threadpool* pool2, int ncases) {
+  static const size_t ks[][2] = {{1, 1}, {3, 3}, {5, 5}, {7, 7}, {1, 3}, {3, 1}, {2, 2}};
+  int done = 0, tries = 0;
+  while (done < ncases && tries < 100 * ncases) {
+    tries++;
+    conv_case c;
+    memset(&c, 0, sizeof(c));
+    cnn_conv2d_desc* d = &c.d;
+    const size_t kk = rng_range(0, 6);
+    d->kernel_h = ks[kk][0];
+    d->kernel_w = ks[kk][1];
+    d->stride_w = 2;
+    d->stride_h = rng_range(1, 2);
+    d->dilation_h = rng_range(0, 3) ? 1 : 2;
+    d->dilation_w = rng_range(0, 3) ? 1 : 2;
+    d->pad_top = rng_range(0, 3);
+    d->pad_left = rng_range(0, 3);
+    d->pad_bottom = rng_range(0, 3);
+    d->pad_right = rng_range(0, 3);
+    d->groups = 1;
+    d->in_channels = rng_range(0, 5) ? rng_range(1, 12) : rng_range(40, 70); /* sometimes K > KC */
+    d->out_channels = rng_range(1, 20);
+    c.batch = rng_range(1, 2);
+    c.h = rng_range(1, 16);
+    c.w = rng_range(1, 48);
+    c.with_bias = (int)rng_range(0, 1);
+    c.with_res = (int)rng_range(0, 2) == 0;
+    d->act = random_act();
+    size_t oh, ow;
+    if (!cnn_conv2d_out_size(d, c.h, c.w, &oh, &ow)) continue;
+    const double macs = (double)c.batch * d->out_channels * oh * ow * d->in_channels * d->kernel_h * d->kernel_w;
+    if (macs > 4e5) continue;
+    run_conv_case(&c, pool2);
+    done++;
+  }
+  printf("conv stride 2: %d cases\n", done);
+}
+
 static void test_conv_regressions(cnn_threadpool* pool2) {
   conv_case c;
   /* 1x1 pointwise, N not a multiple of 16, K > KC (two K blocks) */
@@ -872,6 +912,7 @@ int main(void) {
   test_conv_checks();
   test_conv_regressions(pool2);
   test_conv_random(pool2, 200);
+  test_conv_stride2(pool2, 80);
   cnn_threadpool_destroy(pool1);
   cnn_threadpool_destroy(pool2);
   return test_summary("test_gemm_conv");
