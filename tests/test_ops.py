@@ -1122,8 +1122,10 @@ def test_peak_memory_is_known_before_the_first_run():
     before = s.peak_memory_bytes
     s.run(rand(1, 4, 16, 16, seed=1))
     assert s.peak_memory_bytes == before
-    s.run(rand(4, 4, 16, 16, seed=1))  # a larger batch grows it
-    assert s.peak_memory_bytes >= s.plan_info({"x": (4, 4, 16, 16)}).peak_bytes > info.peak_bytes
+    s.run(rand(4, 4, 16, 16, seed=1))  # a larger batch needs larger tensors (the workspace may shrink: batch-1
+    info4 = s.plan_info({"x": (4, 4, 16, 16)})  # convs share one packed input across threads)
+    assert info4.arena_bytes > info.arena_bytes
+    assert s.peak_memory_bytes >= max(info4.peak_bytes, info.peak_bytes)
 
 
 def resnetish_model():
