@@ -252,16 +252,16 @@ def _cmd_profile(args) -> int:
     print(f"model {args.model}  batch {args.batch}  threads {sess.num_threads}  isa {sess.isa}  "
           f"run {total * 1e3:.3f} ms (nodes {busy * 1e3:.3f} ms, outside nodes "
           f"{100 * max(0.0, total - busy) / total:.1f}%)  peak {peak:.0f} GFLOP/s")
-    hdr = f"{'#':>3} {'layer':<28} {'op':<18} {'algo':<10} {'output shape':<20} {'ms':>8} {'%':>5} {'GFLOP/s':>8} " \
-          f"{'%peak':>6}  fused"
+    hdr = f"{'#':>3} {'layer':<28} {'op':<18} {'algo':<12} {'output shape':<20} {'ms':>8} {'%':>5} {'GFLOP/s':>8} " \
+          f"{'%peak':>6}  fused / why"
     print(hdr)
     for i in order:
         r = rows[i]
         gf = r["flops"] / r["seconds"] / 1e9 if r["seconds"] > 0 and r["flops"] else 0.0
         pk = f"{100 * gf / peak:.0f}" if peak and r["kind"] in ("conv", "fc", "matmul") else ""
-        print(f"{i:>3} {r['name'][:28]:<28} {r['op'][:18]:<18} {(r['algo'] or r['kind'])[:10]:<10} "
+        print(f"{i:>3} {r['name'][:28]:<28} {r['op'][:18]:<18} {(r['algo'] or r['kind'])[:12]:<12} "
               f"{str(tuple(r['shape']))[:20]:<20} {r['seconds'] * 1e3:>8.3f} {100 * r['seconds'] / busy:>5.1f} "
-              f"{gf:>8.1f} {pk:>6}  {', '.join(r['fused'])}")
+              f"{gf:>8.1f} {pk:>6}  {'; '.join(x for x in (', '.join(r['fused']), r['why']) if x)}")
     if args.trace:
         chrome_trace(rows, args.trace)
         print(f"trace written to {args.trace}")

@@ -61,6 +61,41 @@ def input_for(sess, batch: int, size: Optional[List[int]] = None) -> Dict[str, n
     return feed
 
 
+def _why(sess, nd, cw_by_name, node_by_name):
+    """Why this algorithm was chosen for this layer (a short phrase)."""
+    if nd.kind == "fc":
+        m = nd.out_shape[0] if nd.out_shape else 0
+        return "packed W, GEMV kernel (batch 1)" if m == 1 else "packed W, 6x16 GEMM"
+    if nd.kind == "matmul":
+        return "both operands at run time: packed per run"
+    if nd.kind != "conv":
+        return ""
+    node = node_by_name.get(nd.name)
+    cw = cw_by_name.get(nd.name)
+    w = sess._graph.consts.get(node.inputs[1]) if node is not None else None
+    if w is None:
+        return ""
+    k = tuple(w.shape[2:])
+    groups = int(node.attr("group", 1))
+    strides = tuple(node.attr("strides", [1] * len(k)))
+    cin = w.shape[1] * groups
+    if nd.algo == "depthwise":
+        return "groups == input channels: direct depthwise kernel"
+    if nd.algo.startswith("winograd"):
+        e = cw.probe_error if cw is not None else None
+        return f"3x3 stride 1, >= 16 channels: F({cw.tile},3), probe error {e:.1e} <= 1e-3" if e is not None \
+            else "3x3 stride 1: Winograd"
+    if k == (3, 3) and all(s_ == 1 for s_ in strides) and groups == 1:
+        if cw is not None and cw.tile:
+            return "Winograd-capable, but too few output tiles at this size: GEMM is faster"
+        if cin < 16 or w.shape[0] < 16:
+            return "3x3 stride 1 with < 16 channels: Winograd does not pay, GEMM"
+        return "Winograd off or over the error budget: GEMM"
+    if all(d == 1 for d in k) and all(s_ == 1 for s_ in strides):
+        return "1x1 stride 1: GEMM on the input as a matrix (no im2col)"
+    return f"{'x'.join(map(str, k))} stride {'x'.join(map(str, strides))}: im2col inside GEMM packing"
+
+
 def profile(sess, feed, runs: int = 20):
     """Per C node: median time over `runs` runs, with the plan's op/kind/flops/algorithm."""
     info = sess.plan_info({k: v.shape for k, v in feed.items()})
@@ -73,10 +108,13 @@ def profile(sess, feed, runs: int = 20):
         totals.append(time.perf_counter() - t0)
         per.append(np.asarray(sess.last_profile, np.float64))
     med = np.median(np.stack(per), axis=0) * 1e-9
+    cw_by_name = {key[0]: cw for key, cw in sess._prep.conv.items()}
+    node_by_name = {n.name: n for n in sess._graph.nodes}
     rows = []
     for nd, t in zip(info.nodes, med):
         rows.append({"name": nd.name, "op": nd.op, "kind": nd.kind, "fused": nd.fused, "shape": list(nd.out_shape),
-                     "algo": nd.algo, "flops": nd.flops, "seconds": float(t)})
+                     "algo": nd.algo, "flops": nd.flops, "seconds": float(t),
+                     "why": _why(sess, nd, cw_by_name, node_by_name)})
     return rows, float(np.median(totals)), info
 
 
