@@ -62,6 +62,12 @@ void cnn_wino_input__avx2(const cnn_wino_tx* tx, const float* const* rows, float
 void cnn_wino_output__avx2(const cnn_wino_tx* tx, const float* mp, size_t pstride, float bias, float lo, float hi,
                            float* const* orows, const float* const* rrows, const int* ncols);
 #endif
+#if defined(__aarch64__)
+/* NEON: the AVX2 kernels on 4-lane vectors (the 8 tiles as two halves of 4). */
+void cnn_wino_input__neon(const cnn_wino_tx* tx, const float* const* rows, float* v, size_t pstride);
+void cnn_wino_output__neon(const cnn_wino_tx* tx, const float* mp, size_t pstride, float bias, float lo, float hi,
+                           float* const* orows, const float* const* rrows, const int* ncols);
+#endif
 
 /* ---- the operator (src/ops/winograd.c) ---- */
 typedef struct cnn_wino_weights cnn_wino_weights;

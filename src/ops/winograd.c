@@ -192,6 +192,12 @@ cnn_wino_weights* cnn_wino_weights_create(const cnn_conv2d_desc* d, const float*
     ww->out_fn = cnn_wino_output__avx2;
   }
 #endif
+#if defined(__aarch64__) && !defined(CNNRT_NO_NEON)
+  if (cfg->isa == CNN_ISA_NEON) {
+    ww->in_fn = cnn_wino_input__neon;
+    ww->out_fn = cnn_wino_output__neon;
+  }
+#endif
   set_act(ww, &d->act);
   if (!ww->act_fn && !(d->act.type == CNN_ACT_NONE || d->act.type == CNN_ACT_RELU || d->act.type == CNN_ACT_CLIP)) {
     cnn_wino_weights_destroy(ww);

@@ -1,6 +1,7 @@
-/* Tests of the Winograd F(m,3) convolution (m = 2, 4, 6): transform matrices, scalar vs AVX2 transform kernels, the
- * operator vs the naive reference (cnn_conv2d_ref, double sums) on randomized shapes, the conv API dispatch (AUTO,
- * forced, CNNRT_WINOGRAD=0, small outputs) and the accuracy guard (fallback to smaller tiles, then GEMM).
+/* Tests of the Winograd F(m,3) convolution (m = 2, 4, 6): transform matrices, scalar vs AVX2 / NEON transform
+ * kernels, the operator vs the naive reference (cnn_conv2d_ref, double sums) on randomized shapes, the conv API
+ * dispatch (AUTO, forced, CNNRT_WINOGRAD=0, small outputs) and the accuracy guard (fallback to smaller tiles, then
+ * GEMM).
  *
  * Tolerance (derived before looking at results; never tuned to pass):
  *   Winograd computes y(i,j) = sum_c A^T[ (G w_c G^T) .* (B^T x_c B) ] A, i.e. every product w_c[k,l]*x_c[r,s] of the
@@ -102,14 +103,9 @@ static void test_matrices(void) {
 }
 
 /* ============================================================================================================ */
-/* transform kernels: AVX2 vs scalar */
+/* transform kernels: AVX2 / NEON vs scalar */
 
-static void test_kernels(void) {
-#if defined(__x86_64__) && !defined(CNNRT_NO_AVX2)
-  if (!cnn_hw_isa_supported(CNN_ISA_AVX2)) {
-    printf("kernels: AVX2 not supported, skipped\n");
-    return;
-  }
+static void kernels_vs_scalar(const char* isa, cnn_wino_in_fn input_fn, cnn_wino_out_fn output_fn) {
   for (int m = 2; m <= 6; m += 2) {
     const cnn_wino_tx* tx = cnn_wino_tx_get(m);
     const int T = tx->T;
@@ -131,7 +127,7 @@ static void test_kernels(void) {
         }
       for (size_t e = 0; e < sizeof(v0) / sizeof(float); e++) v0[e] = v1[e] = 7.0f; /* sentinel */
       cnn_wino_input__scalar(tx, rows, v0, ps);
-      cnn_wino_input__avx2(tx, rows, v1, ps);
+      input_fn(tx, rows, v1, ps);
       for (int p = 0; p < T; p++)
         for (int q = 0; q < T; q++)
           for (size_t l = 0; l < L; l++) {
@@ -166,7 +162,7 @@ static void test_kernels(void) {
         }
       }
       cnn_wino_output__scalar(tx, v0, ps, bias, lo, hi, or0, with_res ? rr : NULL, ncols);
-      cnn_wino_output__avx2(tx, v0, ps, bias, lo, hi, or1, with_res ? rr : NULL, ncols);
+      output_fn(tx, v0, ps, bias, lo, hi, or1, with_res ? rr : NULL, ncols);
       int sentinel_ok = 1;
       for (size_t l = 0; l < L; l++)
         for (int i = 0; i < 6; i++)
@@ -186,12 +182,27 @@ static void test_kernels(void) {
           }
       CHECK(sentinel_ok, "F(%d,3) output transform wrote outside its rows / columns", m);
     }
-    CHECK(worst_in <= 1, "F(%d,3) input transform avx2 vs scalar: ratio %g", m, worst_in);
-    CHECK(worst_out <= 1, "F(%d,3) output transform avx2 vs scalar: ratio %g", m, worst_out);
-    printf("kernels F(%d,3): avx2 vs scalar worst ratio input %.3g output %.3g\n", m, worst_in, worst_out);
+    CHECK(worst_in <= 1, "F(%d,3) input transform %s vs scalar: ratio %g", m, isa, worst_in);
+    CHECK(worst_out <= 1, "F(%d,3) output transform %s vs scalar: ratio %g", m, isa, worst_out);
+    printf("kernels F(%d,3): %s vs scalar worst ratio input %.3g output %.3g\n", m, isa, worst_in, worst_out);
   }
+}
+
+static void test_kernels(void) {
+#if defined(__x86_64__) && !defined(CNNRT_NO_AVX2)
+  if (!cnn_hw_isa_supported(CNN_ISA_AVX2)) {
+    printf("kernels: AVX2 not supported, skipped\n");
+    return;
+  }
+  kernels_vs_scalar("avx2", cnn_wino_input__avx2, cnn_wino_output__avx2);
+#elif defined(__aarch64__)
+  if (!cnn_hw_isa_supported(CNN_ISA_NEON)) {
+    printf("kernels: NEON not supported, skipped\n");
+    return;
+  }
+  kernels_vs_scalar("neon", cnn_wino_input__neon, cnn_wino_output__neon);
 #else
-  printf("kernels: no AVX2 build, skipped\n");
+  printf("kernels: no AVX2 / NEON build, skipped\n");
 #endif
 }
 
