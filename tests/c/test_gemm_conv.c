@@ -82,23 +82,6 @@ static const char* act_name(int t) {
   return t >= 0 && t <= 8 ? names[t] : "?";
 }
 
-static cnn_act random_act(void) {
-  cnn_act a;
-  a.type = (int32_t)rng_range(0, 8);
-  a.a = 0;
-  a.b = 0;
-  if (a.type == CNN_ACT_CLIP) {
-    a.a = -0.5f;
-    a.b = 0.75f;
-  } else if (a.type == CNN_ACT_LEAKY) {
-    a.a = 0.1f;
-  } else if (a.type == CNN_ACT_HARDSIGMOID) {
-    a.a = 0.2f;
-    a.b = 0.5f;
-  }
-  return a;
-}
-
 /* y = act(x) in double, the oracle for the GEMM tests (same formulas as common.h) */
 static float act_ref1(const cnn_act* a, double x) {
   switch (a->type) {

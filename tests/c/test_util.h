@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "cnnrt/common.h"
 #include "cnnrt/hardware.h"
 
 static int g_pass = 0, g_fail = 0;
@@ -39,6 +40,24 @@ static inline double compare(const float* got, const float* want, size_t n, doub
 }
 
 #define CHECK(cond, ...) do { if (cond) g_pass++; else { g_fail++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } while (0)
+
+/* A random fused activation (each type, with fixed parameters), shared by the conv and Winograd tests. */
+static inline cnn_act random_act(void) {
+  cnn_act a;
+  a.type = (int32_t)rng_range(0, 8);
+  a.a = 0;
+  a.b = 0;
+  if (a.type == CNN_ACT_CLIP) {
+    a.a = -0.5f;
+    a.b = 0.75f;
+  } else if (a.type == CNN_ACT_LEAKY) {
+    a.a = 0.1f;
+  } else if (a.type == CNN_ACT_HARDSIGMOID) {
+    a.a = 0.2f;
+    a.b = 0.5f;
+  }
+  return a;
+}
 
 static inline int test_summary(const char* name) {
   printf("%s: %d passed, %d failed\n", name, g_pass, g_fail);

@@ -52,23 +52,6 @@ static int act_is_clamp(const cnn_act* a) {
   return a->type == CNN_ACT_NONE || a->type == CNN_ACT_RELU || a->type == CNN_ACT_CLIP;
 }
 
-static cnn_act random_act(void) {
-  cnn_act a;
-  a.type = (int32_t)rng_range(0, 8);
-  a.a = 0;
-  a.b = 0;
-  if (a.type == CNN_ACT_CLIP) {
-    a.a = -0.5f;
-    a.b = 0.75f;
-  } else if (a.type == CNN_ACT_LEAKY) {
-    a.a = 0.1f;
-  } else if (a.type == CNN_ACT_HARDSIGMOID) {
-    a.a = 0.2f;
-    a.b = 0.5f;
-  }
-  return a;
-}
-
 static double g_worst[7]; /* worst ratio per tile m */
 
 /* ============================================================================================================ */
