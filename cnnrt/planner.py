@@ -207,7 +207,43 @@ class Lowering:
 
     # ---- the walk ------------------------------------------------------------------------------------------
     def run(self):
+        # remaining[v]: graph nodes not yet lowered that read v (in-place reuse needs v's last reader)
+        self.remaining: Dict[str, int] = {}
+        for n in self.g.nodes:
+            for i in n.inputs:
+                if i:
+                    self.remaining[i] = self.remaining.get(i, 0) + 1
         for node in self.g.nodes:
+            self._visit(node)
+            for i in node.inputs:
+                if i:
+                    self.remaining[i] -= 1
+
+    def define_inplace(self, node, out, x, shape) -> bool:
+        """Give `out` the buffer of `x` when this node is x's last reader and nothing else lives in that buffer
+        (element-wise ops write each element after reading it). Otherwise a new buffer. Returns True if reused."""
+        shape = tuple(int(d) for d in shape)
+        if not self.can_reuse(node, out, x, shape):
+            self.define(out, shape)
+            return False
+        self.shapes[out] = shape
+        self.storage_of[out] = self.storage_of[x]
+        return True
+
+    def can_reuse(self, node, out, x, shape) -> bool:
+        sid = self.storage_of.get(x)
+        ok = (sid is not None and out not in self.graph_outputs and out not in self.storage_of
+              and self.storages[sid].kind == _core.ST_ARENA and _prod(shape) == _prod(self.shapes[x])
+              and self.remaining.get(x, 0) == sum(1 for i in node.inputs if i == x))
+        if ok:
+            for name, s2 in self.storage_of.items():
+                if s2 == sid and name != x and (self.remaining.get(name, 0) > 0 or name in self.graph_outputs):
+                    ok = False
+                    break
+        return bool(ok)
+
+    def _visit(self, node):
+        if True:
             ins = [i for i in node.inputs if i]
             if node.op == "Shape":
                 x = node.inputs[0]
@@ -217,10 +253,10 @@ class Lowering:
                 start = int(node.attr("start", 0))
                 end = node.attr("end", None)
                 self.consts[node.outputs[0]] = np.array(shp, np.int64)[start:end]
-                continue
+                return
             if node.op == "Size" and node.inputs[0] in self.shapes:
                 self.consts[node.outputs[0]] = np.array(_prod(self.shapes[node.inputs[0]]), np.int64)
-                continue
+                return
             if all(i in self.consts for i in ins) and node.evaluable:
                 # a node of constants (shape arithmetic once input shapes are known): computed once, here
                 try:
@@ -230,7 +266,7 @@ class Lowering:
                 for o, v in zip(node.outputs, vals):
                     if o:
                         self.consts[o] = v
-                continue
+                return
             fn = LOWER.get(node.op)
             if fn is None:
                 raise node_error(node, "this operator only works on constant inputs here (its input is computed "
@@ -420,7 +456,13 @@ def _emit_binary(L, node, op, a, b, out, act=None):
         oshape = tuple(np.broadcast_shapes(tuple(sa), tuple(sb)))
     except ValueError:
         raise node_error(node, f"shapes {sa} and {sb} do not broadcast") from None
-    L.define(out, oshape)
+    # in place on an operand of the output's full shape (it is read at exactly the index it is written)
+    if tuple(sa) == oshape and L.can_reuse(node, out, a, oshape):
+        L.define_inplace(node, out, a, oshape)
+    elif tuple(sb) == oshape and L.can_reuse(node, out, b, oshape):
+        L.define_inplace(node, out, b, oshape)
+    else:
+        L.define(out, oshape)
     if _prod(oshape) == 0:
         return
     shape = list(oshape) if oshape else [1]
@@ -471,7 +513,7 @@ def lower_act(L, node):
     act = _act_of(L_as_graph(L), node)
     if act is None:
         raise node_error(node, "Clip bounds computed at run time are not supported")
-    L.define(node.outputs[0], L.shapes[x])
+    L.define_inplace(node, node.outputs[0], x, L.shapes[x])
     n = _prod(L.shapes[x])
     if n:
         L.emit(node, "act", "add_act", node.outputs[0], [x], (L.isa, act, n), n)
@@ -498,7 +540,7 @@ def lower_batchnorm(L, node):
     xs = L.shapes[x]
     if len(xs) < 2 or xs[1] != scale.size:
         raise node_error(node, f"input {xs} does not have {scale.size} channels")
-    L.define(node.outputs[0], xs)
+    L.define_inplace(node, node.outputs[0], x, xs)
     n = _prod(xs)
     if n:
         L.emit(node, "affine", "add_affine", node.outputs[0], [x],

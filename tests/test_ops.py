@@ -1107,11 +1107,28 @@ def test_arena_reuses_memory_on_a_chain():
     s = cnnrt.Session(m.SerializeToString(), optimize_graph=False)  # unfused: 16 intermediates
     info = s.plan_info({"x": (2, 4, 16, 16)})
     ts = assert_arena_plan_is_sound(info)
-    total = sum(t["nbytes"] for t in ts)
     one = 2 * 4 * 16 * 16 * 4
-    assert len(ts) >= 15 and total >= 15 * one
+    values = [v for t in ts for v in t["values"]]
+    assert len(values) >= 15  # 15+ intermediates ...
+    assert len(ts) < len(values)  # ... some computed in place (element-wise ops reuse their input's buffer)
     assert info.arena_bytes <= 2 * one  # a chain needs two live buffers at a time
     check(m, rand(2, 4, 16, 16, seed=1), sess=s)
+
+
+def test_elementwise_ops_run_in_place_only_when_safe():
+    # x -> Conv -> c; Relu(c) may overwrite c (its last reader); Sigmoid(c2) may not, c2 is read again by the Add
+    nodes = [conv_node("x", "c", name="conv", w="w44", b="b4"), helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             conv_node("r", "c2", name="conv2", w="w44", b="b4"), helper.make_node("Sigmoid", ["c2"], ["s"], name="sig"),
+             helper.make_node("Add", ["s", "c2"], ["y"], name="add")]
+    m = model(nodes, {"x": ["N", 4, 8, 8]}, {"y": None},
+              {"w44": rand(4, 4, 3, 3, seed=21) * 0.3, "b4": rand(4, seed=22)})
+    s = cnnrt.Session(m.SerializeToString(), optimize_graph=False)
+    info = s.plan_info({"x": (2, 4, 8, 8)})
+    ts = assert_arena_plan_is_sound(info)
+    where = {v: k for k, t in enumerate(ts) for v in t["values"]}
+    assert where["c"] == where["r"]  # Relu in place
+    assert where["s"] != where["c2"]  # c2 is still needed by the Add
+    check(m, rand(2, 4, 8, 8, seed=3), sess=s)
 
 
 def test_peak_memory_is_known_before_the_first_run():
