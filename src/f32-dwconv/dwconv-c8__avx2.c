@@ -9,26 +9,10 @@
 
 #include "cnnrt/conv.h"
 
+#include "../simd/transpose__avx2.h"
+
 static const int32_t g_mask[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
 
-static inline void transpose8(__m256* r) {
-  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
-  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
-  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
-  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-  const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-  const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-  const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-  const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-  r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
-  r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
-  r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
-  r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
-  r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
-  r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
-  r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
-  r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
-}
 
 /* Tap (ky, kx) of output (oy, ox) reads x[((oy*sh + ky)*pwc + ox*sw + kx)*8]. */
 static inline __attribute__((always_inline)) void c8_compute(const cnn_dwconv_c8_params* p, const float* x,
@@ -101,14 +85,14 @@ void cnn_f32_dwconv_c8__avx2(const cnn_dwconv_c8_params* p, const float* in, con
       for (size_t j = 0;; j += 8) {
         if (j + 8 > ncol) j = ncol - 8; /* last block overlaps the previous one (same values) */
         for (int c = 0; c < 8; c++) v[c] = _mm256_loadu_ps(src + c * HW + j);
-        transpose8(v);
+        cnn_avx2_transpose8x8(v);
         for (int k = 0; k < 8; k++) _mm256_store_ps(dst + (j + k) * 8, v[k]);
         if (j + 8 == ncol) break;
       }
     } else {
       const __m256i m = _mm256_loadu_si256((const __m256i*)(g_mask + 8 - ncol));
       for (int c = 0; c < 8; c++) v[c] = _mm256_maskload_ps(src + c * HW, m);
-      transpose8(v);
+      cnn_avx2_transpose8x8(v);
       for (size_t k = 0; k < ncol; k++) _mm256_store_ps(dst + k * 8, v[k]);
     }
   }
@@ -138,7 +122,7 @@ void cnn_f32_dwconv_c8__avx2(const cnn_dwconv_c8_params* p, const float* in, con
       if (i + 8 > OHW) i = OHW - 8;
       __m256 v[8];
       for (int k = 0; k < 8; k++) v[k] = _mm256_load_ps(ybuf + (i + k) * 8);
-      transpose8(v);
+      cnn_avx2_transpose8x8(v);
       /* lanes below `done` were written by the previous block (possibly onto an in-place residual): keep them */
       const size_t keep = done - i; /* 0 except for an overlapping last block */
       const __m256 km = _mm256_castsi256_ps(_mm256_loadu_si256((const __m256i*)(g_mask + 8 - keep)));

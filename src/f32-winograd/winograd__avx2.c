@@ -5,27 +5,9 @@
 
 #include "cnnrt/winograd.h"
 
-#define L CNN_WINO_LANES
+#include "../simd/transpose__avx2.h"
 
-/* in place 8x8 transpose: r[i] lane j <-> r[j] lane i */
-static inline void tr8(__m256* r) {
-  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
-  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
-  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
-  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-  const __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-  const __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-  const __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-  const __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-  r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
-  r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
-  r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
-  r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
-  r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
-  r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
-  r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
-  r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
-}
+#define L CNN_WINO_LANES
 
 /* B^T and A^T of F(2,3), F(4,3), F(6,3) as float constants (the same values as the double tables in
  * winograd__scalar.c, all dyadic: exact). The kernels below are instantiated per tile size with these tables and
@@ -53,7 +35,7 @@ AI void input_t(const float* const* rows, float* v, size_t pstride, const int T,
     __m256 a[8];
 #pragma GCC unroll 8
     for (int l = 0; l < 8; l++) a[l] = _mm256_loadu_ps(rows[r * L + l]);
-    tr8(a); /* a[s]: column s of row r, one lane per tile */
+    cnn_avx2_transpose8x8(a); /* a[s]: column s of row r, one lane per tile */
 #pragma GCC unroll 8
     for (int s = 0; s < T; s++) d[r * T + s] = a[s];
   }
@@ -135,7 +117,7 @@ AI void output_t(const float* mp, size_t pstride, float bias, float lo, float hi
     }
 #pragma GCC unroll 8
     for (int j = m; j < 8; j++) a[j] = _mm256_setzero_ps();
-    tr8(a); /* a[l]: row i of lane l's tile */
+    cnn_avx2_transpose8x8(a); /* a[l]: row i of lane l's tile */
     /* full rows: plain 128/64-bit loads and stores (masked stores are slow on AMD); partial rows: scalar */
     for (int l = 0; l < 8; l++) {
       float* o = orows[i * L + l];
