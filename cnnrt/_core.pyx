@@ -180,8 +180,16 @@ cdef class ConvWeights:
             raise ValueError(f"convolution does not fit an input of {h}x{w}")
         return p.out_h, p.out_w
 
-    def __call__(self, x, residual=None, ThreadPool pool=None):
-        """Run on a whole NCHW array (allocates; for tests and tools, not the hot path)."""
+    def can_fuse_maxpool2(self, size_t batch, size_t h, size_t w, size_t nthreads):
+        """True if the plan for this input shape can write MaxPool(2x2, stride 2) of its output directly."""
+        cdef cnn_conv2d_plan p
+        if cnn_conv2d_plan_init(&p, self.w, batch, h, w, nthreads) != 0:
+            return False
+        return cnn_conv2d_plan_fuse_maxpool2(&p) == 0
+
+    def __call__(self, x, residual=None, ThreadPool pool=None, bint maxpool2=False):
+        """Run on a whole NCHW array (allocates; for tests and tools, not the hot path). maxpool2: return
+        MaxPool(2x2, stride 2) of the output, fused into the convolution (ValueError where this plan cannot)."""
         cdef cnp.ndarray[cnp.float32_t, ndim=4, mode="c"] xa = np.ascontiguousarray(x, dtype=np.float32)
         cdef cnn_conv2d_plan p
         cdef size_t nt = pool.size if pool is not None else 1
@@ -189,8 +197,12 @@ cdef class ConvWeights:
             raise ValueError(f"expected {self.desc.in_channels} input channels, got {xa.shape[1]}")
         if cnn_conv2d_plan_init(&p, self.w, xa.shape[0], xa.shape[2], xa.shape[3], nt) != 0:
             raise ValueError("convolution does not fit the input")
+        if maxpool2:
+            if residual is not None or cnn_conv2d_plan_fuse_maxpool2(&p) != 0:
+                raise ValueError("this convolution plan cannot fuse a 2x2 max-pool")
         cdef cnp.ndarray[cnp.float32_t, ndim=4, mode="c"] y = np.empty(
-            (xa.shape[0], self.desc.out_channels, p.out_h, p.out_w), dtype=np.float32)
+            (xa.shape[0], self.desc.out_channels, p.out_h // 2 if maxpool2 else p.out_h,
+             p.out_w // 2 if maxpool2 else p.out_w), dtype=np.float32)
         cdef cnp.ndarray[cnp.float32_t, ndim=4, mode="c"] r
         cdef const float* rptr = NULL
         if residual is not None:
@@ -405,10 +417,12 @@ cdef class Plan:
             self.workspace_bytes = b
 
     def add_conv(self, int32_t out, int32_t x, object res, ConvWeights w, size_t batch, size_t h, size_t wd,
-                 size_t nthreads):
+                 size_t nthreads, bint maxpool2=False):
         cdef cnn_conv_node* p = <cnn_conv_node*>self._add(CNN_NODE_CONV, out, (x, res), sizeof(cnn_conv_node))
         if cnn_conv2d_plan_init(&p.plan, w.w, batch, h, wd, nthreads) != 0:
             raise ValueError("convolution does not fit its input")
+        if maxpool2 and (res is not None or cnn_conv2d_plan_fuse_maxpool2(&p.plan) != 0):
+            raise ValueError("this convolution plan cannot fuse a 2x2 max-pool")
         self.keep.append(w)
         self._ws(p.plan.workspace_bytes)
         if p.plan.algo == CONV_ALGOS["winograd"]:

@@ -209,12 +209,16 @@ class Lowering:
     def run(self):
         # remaining[v]: graph nodes not yet lowered that read v (in-place reuse needs v's last reader)
         self.remaining: Dict[str, int] = {}
+        self.readers: Dict[str, list] = {}
+        self.absorbed = set()  # names of nodes lowered as part of an earlier node (a MaxPool fused into its Conv)
         for n in self.g.nodes:
             for i in n.inputs:
                 if i:
                     self.remaining[i] = self.remaining.get(i, 0) + 1
+                    self.readers.setdefault(i, []).append(n)
         for node in self.g.nodes:
-            self._visit(node)
+            if node.name not in self.absorbed:
+                self._visit(node)
             for i in node.inputs:
                 if i:
                     self.remaining[i] -= 1
@@ -437,9 +441,42 @@ def lower_conv(L: Lowering, node: Node):
         L.emit(node, "conv", "add_conv", tmp, [x, None], (cw, xs[0], h, wd, L.nthreads), flops, cw.algo)
         _emit_binary(L, node, "Add", tmp, L.runtime_input(node, res), out, act)
         return
+    pool = None if res is not None or one_d else _fusable_maxpool2(L, out, out_shape)
+    if pool is not None and cw.can_fuse_maxpool2(xs[0], h, wd, L.nthreads):
+        # Conv -> MaxPool(2x2, stride 2) as one C node: the pooled output is written from the tiles in cache, the
+        # full-resolution output never exists
+        L.absorbed.add(pool.name)
+        pout = pool.outputs[0]
+        L.define(pout, (xs[0], w.shape[0], oh // 2, ow // 2))
+        L.emit(node, "conv", "add_conv", pout, [x, None], (cw, xs[0], h, wd, L.nthreads, True), flops, cw.algo)
+        L.infos[-1].fused = L.infos[-1].fused + [f"MaxPool({pool.name})"]
+        return
     L.define(out, out_shape)
     ins = [x, L.runtime_input(node, res) if res else None]
     L.emit(node, "conv", "add_conv", out, ins, (cw, xs[0], h, wd, L.nthreads), flops, cw.algo)
+
+
+def _fusable_maxpool2(L: Lowering, out: str, out_shape) -> Optional[Node]:
+    """The MaxPool node that is the only reader of `out` when it is kernel 2x2, stride 2, no padding, dilation 1 (and
+    ceil_mode only where the sizes are even, so it changes nothing), with no Indices output; else None."""
+    rd = L.readers.get(out, [])
+    if len(rd) != 1 or out in L.graph_outputs:
+        return None
+    p = rd[0]
+    if p.op != "MaxPool" or p.inputs[0] != out or (len(p.outputs) > 1 and p.outputs[1]):
+        return None
+    if list(p.attr("kernel_shape", [])) != [2, 2] or list(p.attr("strides", [1, 1])) != [2, 2]:
+        return None
+    if list(p.attr("dilations", [1, 1])) != [1, 1] or any(int(v) for v in p.attr("pads", [0, 0, 0, 0])):
+        return None
+    if p.attr("auto_pad", "NOTSET") not in ("NOTSET", "VALID") or int(p.attr("storage_order", 0)) != 0:
+        return None
+    oh, ow = out_shape[2], out_shape[3]
+    if int(p.attr("ceil_mode", 0)) and (oh % 2 or ow % 2):
+        return None
+    if oh < 2 or ow < 2:
+        return None
+    return p
 
 
 def _bcast_strides(shape, out_shape):

@@ -154,6 +154,78 @@ def test_conv_isas_and_threads(isa):
         check(m, rand(3, 5, 13, 11, seed=3), threads=threads, isa=isa)
 
 
+# ---- Conv -> MaxPool(2x2, stride 2) fused into the Winograd output transform ------------------------------------
+def _conv_pool_model(xs, cout, act=None, pool_attrs=None, extra_reader=False):
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1])]
+    y = "c"
+    if act == "Relu":
+        nodes.append(helper.make_node("Relu", ["c"], ["a"]))
+        y = "a"
+    elif act == "Clip":
+        nodes.append(helper.make_node("Clip", ["c", "lo", "hi"], ["a"]))
+        y = "a"
+    elif act == "Sigmoid":
+        nodes.append(helper.make_node("Sigmoid", ["c"], ["a"]))
+        y = "a"
+    attrs = dict(kernel_shape=[2, 2], strides=[2, 2])
+    attrs.update(pool_attrs or {})
+    nodes.append(helper.make_node("MaxPool", [y], ["y"], **attrs))
+    outs = {"y": None}
+    if extra_reader:
+        nodes.append(helper.make_node("Sigmoid", [y], ["z"]))
+        outs["z"] = None
+    inits = {"w": rand(cout, xs[1], 3, 3, seed=1) * 0.2, "b": rand(cout, seed=2),
+             "lo": np.array(-0.25, np.float32), "hi": np.array(0.5, np.float32)}
+    return model(nodes, {"x": list(xs)}, outs, inits)
+
+
+def _pool_fused(s, shape):
+    return [i for i in s.plan_info({"x": shape}).nodes if any(f.startswith("MaxPool(") for f in i.fused)]
+
+
+@pytest.mark.parametrize("xs", [(1, 16, 16, 16), (2, 24, 13, 11), (1, 17, 13, 20), (3, 16, 6, 7)])
+@pytest.mark.parametrize("act", [None, "Relu", "Clip"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_conv_maxpool_fused(xs, act, threads):
+    m = _conv_pool_model(xs, 20, act)
+    s = check(m, rand(*xs, seed=3), threads=threads)
+    fused = _pool_fused(s, xs)
+    algo = s.conv_algorithms({"x": xs})[0]["algo"]
+    # fused exactly when this shape's plan runs Winograd (enough tiles); the pool node then disappears
+    assert bool(fused) == algo.startswith("winograd"), (algo, fused)
+    if xs[0] * -(-xs[2] // 4) * -(-xs[3] // 4) >= 16:  # >= 16 F(4,3) tiles: Winograd, so fused
+        assert fused, algo
+
+
+@pytest.mark.parametrize("case", ["sigmoid", "pads", "stride1", "ceil_odd", "second_reader", "winograd_off"])
+def test_conv_maxpool_not_fused(case):
+    xs = (1, 16, 13, 13)
+    kw = {}
+    if case == "sigmoid":
+        m = _conv_pool_model(xs, 16, "Sigmoid")  # not a clamp: does not commute with max
+    elif case == "pads":
+        m = _conv_pool_model(xs, 16, "Relu", dict(pads=[1, 1, 1, 1]))
+    elif case == "stride1":
+        m = _conv_pool_model(xs, 16, "Relu", dict(strides=[1, 1]))
+    elif case == "ceil_odd":
+        m = _conv_pool_model(xs, 16, "Relu", dict(ceil_mode=1))  # 13x13: ceil adds a partial window
+    elif case == "second_reader":
+        m = _conv_pool_model(xs, 16, "Relu", extra_reader=True)
+    else:
+        m = _conv_pool_model(xs, 16, "Relu")
+        kw = dict(winograd=False)
+    s = check(m, rand(*xs, seed=3), **kw)
+    assert not _pool_fused(s, xs)
+    assert "MaxPool" in [i.op for i in s.plan_info({"x": xs}).nodes]
+
+
+def test_conv_maxpool_ceil_mode_even_is_fused():
+    xs = (2, 16, 12, 14)
+    m = _conv_pool_model(xs, 16, "Relu", dict(ceil_mode=1))
+    s = check(m, rand(*xs, seed=3))
+    assert _pool_fused(s, xs)
+
+
 # ---- BatchNormalization and activations ---------------------------------------------------------------------------
 @pytest.mark.parametrize("xs", [(2, 3, 5, 4), (4, 3), (2, 3, 7)])
 @pytest.mark.parametrize("opset", [9, 15])

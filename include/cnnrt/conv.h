@@ -63,6 +63,7 @@ typedef struct cnn_conv2d_plan {
   size_t nthreads;
   size_t workspace_bytes;
   int algo; /* algorithm this plan runs: CNN_CONV_ALGO_WINOGRAD, or 0 (the weights' algorithm) */
+  int maxpool2; /* 1: the run writes MaxPool(2x2, stride 2, floor) of the output (cnn_conv2d_plan_fuse_maxpool2) */
 } cnn_conv2d_plan;
 /* Returns CNN_OK, or CNN_ERR_INVALID (batch or input size 0, kernel larger than the padded input, sizes whose
  * products overflow). The workspace holds nthreads per-thread slices: run with a pool of at most nthreads threads
@@ -71,6 +72,11 @@ int cnn_conv2d_plan_init(cnn_conv2d_plan* p, const cnn_conv2d_weights* w, size_t
                          size_t nthreads);
 /* in: [batch, Cin, H, W]; out: [batch, Cout, OH, OW]; residual: like out, or NULL, and may be out itself (in-place
  * add; in must not overlap out); workspace: workspace_bytes, CNN_ALIGN-aligned. Never allocates. */
+/* Fuse a following MaxPool (kernel 2x2, stride 2, no padding, floor) into the plan: the run then writes the pooled
+ * tensor (out_h/2 x out_w/2 per channel) and takes no residual. CNN_OK when this plan's algorithm can (Winograd with
+ * an even tile and a clamp-type activation, and out_h, out_w >= 2), else CNN_ERR_UNSUPPORTED and the plan is
+ * unchanged. */
+int cnn_conv2d_plan_fuse_maxpool2(cnn_conv2d_plan* p);
 void cnn_conv2d_run(const cnn_conv2d_plan* p, const float* in, float* out, const float* residual, void* workspace,
                     cnn_threadpool* pool);
 

@@ -104,6 +104,14 @@ size_t cnn_wino_workspace_size(const cnn_wino_weights* ww, size_t batch, size_t 
 /* Same contract as cnn_conv2d_run (residual may equal out); nthreads: the plan's (a larger pool runs inline). */
 void cnn_wino_run(const cnn_wino_weights* ww, size_t batch, size_t h, size_t w, size_t oh, size_t ow, const float* in,
                   float* out, const float* residual, void* workspace, cnn_threadpool* pool, size_t nthreads);
+/* 1 if cnn_wino_run_pool can fuse a 2x2 stride-2 max-pool into the output transform (even tile; the activation,
+ * if any, is a clamp, which commutes with max). */
+int cnn_wino_can_pool(const cnn_wino_weights* ww);
+/* cnn_wino_run, with maxpool2 != 0 (and cnn_wino_can_pool): out receives MaxPool(kernel 2x2, stride 2, no padding,
+ * floor) of the convolution's output, (oh/2) x (ow/2) per channel; no residual. */
+void cnn_wino_run_pool(const cnn_wino_weights* ww, size_t batch, size_t h, size_t w, size_t oh, size_t ow,
+                       const float* in, float* out, const float* residual, void* workspace, cnn_threadpool* pool,
+                       size_t nthreads, int maxpool2);
 
 #ifdef __cplusplus
 }

@@ -558,8 +558,8 @@ void cnn_conv2d_run(const cnn_conv2d_plan* p, const float* in, float* out, const
   const cnn_conv2d_desc* d = &w->d;
   /* the workspace holds p->nthreads slices: a larger pool would index past it, so it runs inline */
   if (p->algo == CNN_CONV_ALGO_WINOGRAD) {
-    cnn_wino_run(w->wino, p->batch, p->in_h, p->in_w, p->out_h, p->out_w, in, out, residual, workspace, pool,
-                 p->nthreads);
+    cnn_wino_run_pool(w->wino, p->batch, p->in_h, p->in_w, p->out_h, p->out_w, in, out, residual, workspace, pool,
+                      p->nthreads, p->maxpool2);
     return;
   }
   size_t nthreads = cnn_threadpool_size(pool);
@@ -680,6 +680,14 @@ void cnn_conv2d_run(const cnn_conv2d_plan* p, const float* in, float* out, const
       x.pack_b = d->stride_w < ((size_t)1 << 26) ? w->pack_b : cnn_conv_pack_b_im2col__scalar;
       x.ws = (float*)workspace;
       x.slice = gemm_slice_floats(w, x.N, &x.b_floats);
+int cnn_conv2d_plan_fuse_maxpool2(cnn_conv2d_plan* p) {
+  if (!p || !p->w || p->algo != CNN_CONV_ALGO_WINOGRAD || !cnn_wino_can_pool(p->w->wino) || p->out_h < 2 ||
+      p->out_w < 2)
+    return CNN_ERR_UNSUPPORTED;
+  p->maxpool2 = 1;
+  return CNN_OK;
+}
+
       x.bshared = NULL;
       x.npad = cnn_round_up(x.N, w->cfg->nr);
       if (nthreads > 1 && p->nthreads > 1 && gemm_shared_b_floats(w, p->batch, x.N)) {

@@ -255,6 +255,9 @@ typedef struct {
   size_t mb; /* output channels per GEMM + output-transform pass (M of mb rows x T*T positions stays in L2) */
 } wslice;
 
+/* floats between the per-position planes of V and M: without it the stride between positions is often a multiple
+ * of 4 KiB (e.g. 64 channels x 16 tiles), and the 36..64 stores of one transform all land in one L1 set */
+#define SKEW 16
 #define MAX_SEGS 72 /* images one block can touch: nb <= 64 tiles -> at most 65 */
 
 static int slice_init(const cnn_wino_weights* ww, size_t batch, size_t oh, size_t ow, wslice* s) {
@@ -265,7 +268,8 @@ static int slice_init(const cnn_wino_weights* ww, size_t batch, size_t oh, size_
   const size_t mr = ww->cfg->mr;
   s->mb = cnn_min_sz(cnn_max_sz((size_t)32768 / (TT * nbpad) / mr, 1) * mr, ww->mpad);
   size_t v, mm, pad;
-  if (!mul_ok(TT * nbpad, ww->cin, &v) || !mul_ok(TT * nbpad, s->mb, &mm) ||
+  if (!mul_ok(nbpad, ww->cin, &v) || !mul_ok(v + SKEW, TT, &v) || !mul_ok(nbpad, s->mb, &mm) ||
+      !mul_ok(mm + SKEW, TT, &mm) ||
       !mul_ok(th * m + 2, tw * m + 10, &pad) || !mul_ok(pad, segs, &pad))
     return 0;
   s->v = cnn_round_up(v, al);
@@ -308,6 +312,7 @@ typedef struct {
   float* out;
   const float* res;
   size_t H, W, oh, ow;
+  int pool; /* 1: out is MaxPool(2x2, stride 2, floor) of the convolution (oh/2 x ow/2 per channel) */
   wgeo g;
   wslice s;
   float* ws;
@@ -329,9 +334,12 @@ static void pad_band(const float* plane, size_t H, size_t W, size_t pt, size_t p
     ptrdiff_t b = (ptrdiff_t)W - x0;
     if (b > (ptrdiff_t)cols) b = (ptrdiff_t)cols;
     if (b < a) b = a;
-    if (a > 0) memset(dst, 0, (size_t)a * sizeof(float));
-    if (b > a) memcpy(dst + a, plane + (size_t)iy * W + (size_t)(x0 + a), (size_t)(b - a) * sizeof(float));
-    memset(dst + b, 0, (ld - (size_t)b) * sizeof(float));
+    /* rows are short (tens of floats): plain loops, not three libc calls per row */
+    const float* src = plane + (size_t)iy * W + x0;
+    ptrdiff_t j = 0;
+    for (; j < a; j++) dst[j] = 0.0f;
+    for (; j < b; j++) dst[j] = src[j];
+    for (; j < (ptrdiff_t)ld; j++) dst[j] = 0.0f;
   }
 }
 
@@ -372,35 +380,77 @@ static void wino_task(void* vctx, size_t tid, size_t i, size_t j) {
     seg[sg].off = off;
     off += seg[sg].prows * seg[sg].ld;
   }
-  const float* rows[CNN_WINO_TMAX * CNN_WINO_LANES];
-  const size_t vstride = cin * nbpad;
+  /* the padded bands have the same layout for every channel: the lane row pointers of every group of 8 tiles are
+   * computed once per task (no divisions in the channel loop) */
+  const float* rows[(64 / CNN_WINO_LANES) * CNN_WINO_TMAX * CNN_WINO_LANES];
+  for (size_t g8 = 0; g8 < nbpad; g8 += L) {
+    const float** gr = rows + (g8 / L) * T * L;
+    for (size_t l = 0; l < L; l++) {
+      if (g8 + l < nt) {
+        const size_t gt = t0 + g8 + l, sg = gt / ntiles - n0, t = gt % ntiles, ld = seg[sg].ld;
+        const float* o = pbuf + seg[sg].off + (t / tw - seg[sg].tya) * m * ld + (t % tw - seg[sg].txa) * m;
+        for (size_t r = 0; r < T; r++) gr[r * L + l] = o + r * ld;
+      } else {
+        for (size_t r = 0; r < T; r++) gr[r * L + l] = zeros;
+      }
+    }
+  }
+  const size_t vstride = cin * nbpad + SKEW;
   for (size_t c = 0; c < cin; c++) {
     const size_t pc = c / kcb * kcb, kc = cnn_min_sz(kcb, cin - pc);
+    if (c + 1 < cin) /* the next channel's bands: start their (DRAM/L3) loads while this channel is transformed */
+      for (size_t sg = 0; sg < nseg; sg++) {
+        const size_t r0 = seg[sg].tya * m > ww->pt ? seg[sg].tya * m - ww->pt : 0;
+        const size_t r1 = cnn_min_sz(x->H, seg[sg].tya * m + seg[sg].prows);
+        const float* nx = x->in + ((n0 + sg) * cin + c + 1) * HW;
+        for (size_t r = r0; r < r1; r++)
+          for (size_t q = 0; q < x->W; q += 16) __builtin_prefetch(nx + r * x->W + q);
+      }
     for (size_t sg = 0; sg < nseg; sg++)
       pad_band(x->in + ((n0 + sg) * cin + c) * HW, x->H, x->W, ww->pt, ww->pl, seg[sg].tya * m, seg[sg].prows,
                seg[sg].txa * m, seg[sg].pcols, pbuf + seg[sg].off, seg[sg].ld);
     float* base = vbuf + pc * nbpad + (c - pc) * 16;
-    for (size_t g8 = 0; g8 < nbpad; g8 += L) {
-      for (size_t l = 0; l < L; l++) {
-        if (g8 + l < nt) {
-          const size_t gt = t0 + g8 + l, sg = gt / ntiles - n0, t = gt % ntiles, ld = seg[sg].ld;
-          const float* o = pbuf + seg[sg].off + (t / tw - seg[sg].tya) * m * ld + (t % tw - seg[sg].txa) * m;
-          for (size_t r = 0; r < T; r++) rows[r * L + l] = o + r * ld;
-        } else {
-          for (size_t r = 0; r < T; r++) rows[r * L + l] = zeros;
-        }
-      }
-      ww->in_fn(ww->tx, rows, base + (g8 / 16) * kc * 16 + g8 % 16, vstride);
-    }
+    for (size_t g8 = 0; g8 < nbpad; g8 += L)
+      ww->in_fn(ww->tx, rows + (g8 / L) * T * L, base + (g8 / 16) * kc * 16 + g8 % 16, vstride);
   }
 
   /* 2 + 3. per block of mb output channels: T*T GEMMs M_p[co, 0..nt) (co in the block), then the output transform
-   * and epilogue of those channels (bias, residual, clamp in the kernel; other activations on the written rows) */
-  const size_t oh = x->oh, ow = x->ow, mb = x->s.mb;
-  const size_t mstride = mb * nbpad;
+   * and epilogue of those channels (bias, residual, clamp in the kernel; other activations on the written rows).
+   * Output offsets (without the channel term), rows and columns of each tile are computed once per task. */
+  const size_t oh = x->oh, ow = x->ow, mb = x->s.mb, ohw = oh * ow;
+  const size_t mstride = mb * nbpad + SKEW;
+  size_t obase[64];
+  int orow_n[64], ocol_n[64];
+  for (size_t k = 0; k < nbpad; k++) {
+    if (k < nt) {
+      const size_t gt = t0 + k, n = gt / ntiles, t = gt % ntiles, oy0 = t / tw * m, ox0 = t % tw * m;
+      orow_n[k] = (int)cnn_min_sz(m, oh - oy0);
+      ocol_n[k] = (int)cnn_min_sz(m, ow - ox0);
+      obase[k] = n * cout * ohw + oy0 * ow + ox0;
+    } else {
+      orow_n[k] = ocol_n[k] = 0;
+      obase[k] = 0;
+    }
+  }
   float* orows[CNN_WINO_TMAX * CNN_WINO_LANES];
   const float* rrows[CNN_WINO_TMAX * CNN_WINO_LANES];
-  int ncols[CNN_WINO_LANES];
+  /* pooled output: the transform writes each 8-tile group's m x m tiles (clamped) into tbuf (row ii of lane l at
+   * tbuf + (ii*L + l)*8), then 2x2 maxima go to the pooled planes (ph x pw); tiles start at even rows and columns,
+   * so the windows of pooled rows/columns [0, ph) x [0, pw) are whole inside tiles */
+  const size_t ph = oh / 2, pw = ow / 2, phw = ph * pw;
+  float tbuf[CNN_WINO_TMAX * CNN_WINO_LANES * 8];
+  int tcols[CNN_WINO_LANES];
+  if (x->pool) {
+    for (size_t k = 0; k < nbpad; k++) {
+      if (k < nt) {
+        const size_t gt = t0 + k, n = gt / ntiles, t = gt % ntiles, py0 = t / tw * m / 2, px0 = t % tw * m / 2;
+        orow_n[k] = py0 < ph ? (int)cnn_min_sz(m / 2, ph - py0) : 0;
+        ocol_n[k] = px0 < pw ? (int)cnn_min_sz(m / 2, pw - px0) : 0;
+        obase[k] = n * cout * phw + py0 * pw + px0;
+      }
+    }
+    for (size_t l = 0; l < L; l++) tcols[l] = (int)m;
+  }
   for (size_t ib = c0; ib < c1; ib += mb) {
     const size_t mc = cnn_min_sz(mb, c1 - ib);
     for (size_t p = 0; p < TT; p++) {
@@ -412,35 +462,64 @@ static void wino_task(void* vctx, size_t tid, size_t i, size_t j) {
                               nbpad, pc > 0, pc + kc >= cin, NULL, NULL, NULL);
       }
     }
+    if (x->pool) {
+      for (size_t ii = 0; ii < m; ii++)
+        for (size_t l = 0; l < L; l++) orows[ii * L + l] = tbuf + (ii * L + l) * 8;
+      for (size_t co = ib; co < ib + mc; co++) {
+        const float b = ww->bias ? ww->bias[co] : 0.0f;
+        float* const out_c = x->out + co * phw;
+        for (size_t g8 = 0; g8 < nt; g8 += L) {
+          ww->out_fn(ww->tx, mbuf + (co - ib) * nbpad + g8, mstride, b, ww->lo, ww->hi, orows, NULL, tcols);
+          for (size_t l = 0; l < L && g8 + l < nt; l++) {
+            const size_t k = g8 + l;
+            for (int r = 0; r < orow_n[k]; r++) {
+              const float* t0r = tbuf + ((size_t)(2 * r) * L + l) * 8;
+              const float* t1r = tbuf + ((size_t)(2 * r + 1) * L + l) * 8;
+              float* o = out_c + obase[k] + (size_t)r * pw;
+              for (int q = 0; q < ocol_n[k]; q++) {
+                const float a = t0r[2 * q] > t0r[2 * q + 1] ? t0r[2 * q] : t0r[2 * q + 1];
+                const float c = t1r[2 * q] > t1r[2 * q + 1] ? t1r[2 * q] : t1r[2 * q + 1];
+                o[q] = a > c ? a : c;
+              }
+            }
+          }
+        }
+      }
+      continue;
+    }
     for (size_t co = ib; co < ib + mc; co++) {
       const float b = ww->bias ? ww->bias[co] : 0.0f;
+      float* const out_c = x->out + co * ohw;
+      const float* const res_c = x->res ? x->res + co * ohw : NULL;
       for (size_t g8 = 0; g8 < nt; g8 += L) {
         for (size_t l = 0; l < L; l++) {
-          size_t ni = 0, nj = 0, off = 0;
-          if (g8 + l < nt) {
-            const size_t gt = t0 + g8 + l, n = gt / ntiles, t = gt % ntiles, oy0 = t / tw * m, ox0 = t % tw * m;
-            ni = cnn_min_sz(m, oh - oy0);
-            nj = cnn_min_sz(m, ow - ox0);
-            off = (n * cout + co) * oh * ow + oy0 * ow + ox0;
-          }
-          ncols[l] = (int)nj;
+          const size_t k = g8 + l;
+          const size_t ni = (size_t)orow_n[k];
           for (size_t ii = 0; ii < m; ii++) {
-            orows[ii * L + l] = ii < ni ? x->out + off + ii * ow : NULL;
-            rrows[ii * L + l] = ii < ni && x->res ? x->res + off + ii * ow : NULL;
+            orows[ii * L + l] = ii < ni ? out_c + obase[k] + ii * ow : NULL;
+            rrows[ii * L + l] = ii < ni && res_c ? res_c + obase[k] + ii * ow : NULL;
           }
         }
         ww->out_fn(ww->tx, mbuf + (co - ib) * nbpad + g8, mstride, b, ww->lo, ww->hi, orows, x->res ? rrows : NULL,
-                   ncols);
+                   ocol_n + g8);
         if (ww->act_fn)
           for (size_t e = 0; e < m * L; e++)
-            if (orows[e]) ww->act_fn(&ww->act, orows[e], orows[e], (size_t)ncols[e % L]);
+            if (orows[e]) ww->act_fn(&ww->act, orows[e], orows[e], (size_t)ocol_n[g8 + e % L]);
       }
     }
   }
 }
 
+int cnn_wino_can_pool(const cnn_wino_weights* ww) { return ww && ww->m % 2 == 0 && !ww->act_fn; }
+
 void cnn_wino_run(const cnn_wino_weights* ww, size_t batch, size_t h, size_t w, size_t oh, size_t ow, const float* in,
                   float* out, const float* residual, void* workspace, cnn_threadpool* pool, size_t nthreads) {
+  cnn_wino_run_pool(ww, batch, h, w, oh, ow, in, out, residual, workspace, pool, nthreads, 0);
+}
+
+void cnn_wino_run_pool(const cnn_wino_weights* ww, size_t batch, size_t h, size_t w, size_t oh, size_t ow,
+                       const float* in, float* out, const float* residual, void* workspace, cnn_threadpool* pool,
+                       size_t nthreads, int maxpool2) {
   size_t nt = cnn_threadpool_size(pool);
   if (nthreads == 0) nthreads = 1;
   if (nt > nthreads) {
@@ -451,11 +530,13 @@ void cnn_wino_run(const cnn_wino_weights* ww, size_t batch, size_t h, size_t w, 
   x.ww = ww;
   x.in = in;
   x.out = out;
-  x.res = residual;
   x.H = h;
   x.W = w;
   x.oh = oh;
   x.ow = ow;
+  x.pool = maxpool2 && cnn_wino_can_pool(ww);
+  if (x.pool) residual = NULL; /* a residual cannot be added before a fused pool (plans refuse that) */
+  x.res = residual;
   geo_init(ww, batch, oh, ow, nt, &x.g);
   slice_init(ww, batch, oh, ow, &x.s);
   x.ws = (float*)workspace;

@@ -417,6 +417,90 @@ static void test_op_random(cnn_threadpool* pool2) {
 }
 
 /* ============================================================================================================ */
+/* fused 2x2 max-pool (cnn_wino_run_pool): each pooled value is the max of 4 outputs, each within gamma*S of its
+ * exact value, so the pooled value is within gamma * max(S over the window) of the exact max (max is 1-Lipschitz in
+ * the max norm). Sizes odd and even (floor pooling drops the last row/column), clamp-type activations only (others
+ * do not commute with max and are refused: cnn_wino_can_pool). */
+
+static void test_pool_random(cnn_threadpool* pool2) {
+  int isas[CNN_ISA_COUNT], nisa = 0;
+  for (int isa = 0; isa < CNN_ISA_COUNT; isa++)
+    if (cnn_hw_isa_supported(isa)) isas[nisa++] = isa;
+  int cases = 0;
+  double worst = 0;
+  for (int m = 2; m <= 6; m += 2)
+    for (int rep = 0; rep < 16; rep++) {
+      size_t cin = rng_range(1, 24), cout = rng_range(1, 24);
+      if (cout % 8 == 0) cout++;
+      const size_t H = rng_range(2, 21), W = rng_range(2, 23);
+      const size_t pt = rng_range(0, 1), pl = rng_range(0, 1), pb = rng_range(0, 2), pr = rng_range(0, 1);
+      const size_t batch = rng_range(1, 3);
+      const cnn_act act = (cnn_act){(int32_t)rng_range(0, 2), -0.5f, 0.75f}; /* none, relu, clip */
+      conv_case c;
+      make_case(&c, batch, cin, cout, H, W, pt, pl, pb, pr, (int)rng_range(0, 1), 0, act, rep % 4 == 3 ? 100.0f : 1.0f);
+      if (!c.want || c.oh < 2 || c.ow < 2) {
+        case_free(&c);
+        continue;
+      }
+      cases++;
+      bound_tile(&c, m, c.S);
+      const size_t ph = c.oh / 2, pw = c.ow / 2, np = batch * cout * ph * pw;
+      float* want = falloc(np);
+      float* S = falloc(np);
+      for (size_t nc = 0; nc < batch * cout; nc++)
+        for (size_t y = 0; y < ph; y++)
+          for (size_t x = 0; x < pw; x++) {
+            float v = -INFINITY, b = 0;
+            for (size_t dy = 0; dy < 2; dy++)
+              for (size_t dx = 0; dx < 2; dx++) {
+                const size_t o = (nc * c.oh + 2 * y + dy) * c.ow + 2 * x + dx;
+                if (c.want[o] > v) v = c.want[o];
+                if (c.S[o] > b) b = c.S[o];
+              }
+            want[(nc * ph + y) * pw + x] = v;
+            S[(nc * ph + y) * pw + x] = b;
+          }
+      for (int ii = 0; ii < nisa; ii++) {
+        cnn_wino_weights* ww = cnn_wino_weights_create(&c.d, c.w, c.bias, isas[ii], m);
+        CHECK(ww != NULL, "F(%d,3) weights", m);
+        if (!ww) continue;
+        CHECK(cnn_wino_can_pool(ww), "F(%d,3) act %d: pool fusion refused", m, (int)act.type);
+        cnn_threadpool* pool = (rep + ii) % 2 ? pool2 : NULL;
+        const size_t nth = cnn_threadpool_size(pool);
+        float* ws = falloc(cnn_wino_workspace_size(ww, batch, H, W, c.oh, c.ow, nth) / sizeof(float) + 1);
+        float* y = falloc(np + 16);
+        for (size_t i = 0; i < np + 16; i++) y[i] = NAN;
+        cnn_wino_run_pool(ww, batch, H, W, c.oh, c.ow, c.x, y, NULL, ws, pool, nth, 1);
+        size_t wi;
+        const double r = worst_ratio(y, want, S, np, nterms_of(&c, m), &c.d.act, 1.0, &wi);
+        if (r > worst) worst = r;
+        CHECK(r <= 1, "pooled F(%d,3) %s n%zu %zux%zu %zux%zu pad %zu,%zu,%zu,%zu act%d: ratio %g at %zu (got %g want %g)",
+              m, cnn_isa_name(isas[ii]), batch, cin, cout, H, W, pt, pl, pb, pr, (int)act.type, r, wi, (double)y[wi],
+              (double)want[wi]);
+        int tail_ok = 1; /* nothing written past the pooled tensor */
+        for (size_t i = np; i < np + 16; i++) tail_ok &= isnan(y[i]);
+        CHECK(tail_ok, "pooled F(%d,3): wrote past the pooled output", m);
+        cnn_aligned_free(ws);
+        cnn_aligned_free(y);
+        cnn_wino_weights_destroy(ww);
+      }
+      cnn_aligned_free(want);
+      cnn_aligned_free(S);
+      case_free(&c);
+    }
+  /* activations that are not clamps do not commute with max: refused */
+  {
+    conv_case c;
+    make_case(&c, 1, 4, 4, 8, 8, 1, 1, 1, 1, 0, 0, (cnn_act){CNN_ACT_SIGMOID, 0, 0}, 1.0f);
+    cnn_wino_weights* ww = cnn_wino_weights_create(&c.d, c.w, NULL, -1, 4);
+    CHECK(ww && !cnn_wino_can_pool(ww), "sigmoid: pool fusion must be refused");
+    cnn_wino_weights_destroy(ww);
+    case_free(&c);
+  }
+  printf("fused 2x2 max-pool vs reference conv + pool: %d cases x %d ISAs; worst ratio %.3g\n", cases, nisa, worst);
+}
+
+/* ============================================================================================================ */
 /* conv API: dispatch, AUTO, env var, small outputs */
 
 /* run through cnn_conv2d_* with algo; returns output; *algo_out / *plan_algo / *tile get what was chosen */
@@ -483,9 +567,9 @@ static void test_api(cnn_threadpool* pool2) {
   check_api("AUTO with CNNRT_WINOGRAD=0", &c, CNN_CONV_ALGO_AUTO, NULL, CNN_CONV_ALGO_GEMM, 0, 0);
   unsetenv("CNNRT_WINOGRAD");
   case_free(&c);
-  /* few channels: AUTO keeps GEMM; forced still works */
+  /* few channels: AUTO takes the direct kernel (Cin <= 4), not Winograd; forced still works */
   make_case(&c, 1, 3, 20, 13, 13, 1, 1, 1, 1, 0, 0, relu, 1.0f);
-  check_api("AUTO 3->20 (few channels)", &c, CNN_CONV_ALGO_AUTO, NULL, CNN_CONV_ALGO_GEMM, 0, 0);
+  check_api("AUTO 3->20 (few channels)", &c, CNN_CONV_ALGO_AUTO, NULL, CNN_CONV_ALGO_DIRECT, 0, 0);
   check_api("forced WINOGRAD 3->20", &c, CNN_CONV_ALGO_WINOGRAD, NULL, CNN_CONV_ALGO_WINOGRAD, 1, 4);
   case_free(&c);
   /* small output (7x7, batch 2: 8 tiles of F(4,3)): AUTO weights are Winograd, but the plan runs GEMM; at batch 5
@@ -595,6 +679,7 @@ int main(void) {
   test_matrices();
   test_kernels();
   test_op_random(pool2);
+  test_pool_random(pool2);
   test_api(pool2);
   test_guard();
   cnn_threadpool_destroy(pool2);
