@@ -81,6 +81,8 @@ def _why(sess, nd, cw_by_name, node_by_name):
     cin = w.shape[1] * groups
     if nd.algo == "depthwise":
         return "groups == input channels: direct depthwise kernel"
+    if nd.algo == "direct":
+        return f"{cin} input channels: direct kernel (4 output channels x 24 pixels in registers)"
     if nd.algo.startswith("winograd"):
         e = cw.probe_error if cw is not None else None
         return f"3x3 stride 1, >= 16 channels: F({cw.tile},3), probe error {e:.1e} <= 1e-3" if e is not None \

@@ -185,6 +185,37 @@ void cnn_f32_dwconv_c8__avx2(const cnn_dwconv_c8_params* p, const float* in, con
                              const float* residual, float* out, float* xbuf, float* ybuf);
 #endif
 
+/* Direct convolution for few input channels (CNN_CONV_ALGO_DIRECT: groups 1, Cin <= CNN_DIRECT_MAX_CIN, dilation 1,
+ * stride_w 1 or 2, kh*kw <= 64), output channels CNN_DIRECT_CB at a time in registers times a row segment of output
+ * pixels. It reads each input channel's zero-padded copy in the layout of cnn_dwconv_padded_params (built by the
+ * depthwise packer; stride 2 de-interleaved into an even and an odd plane): channel ci's copy starts at
+ * pad + ci*cstride, its row r (logical padded row) at + r*pw, phase plane 1 at + plane. Output row oy (< oh) reads
+ * padded rows oy*sh .. oy*sh + kh - 1, and columns up to round_up(ow, 8) + (kw-1)/sw (all readable).
+ *   out[co*ostride + oy*ow + ox] = act(clamp(bias[co] + sum_{ci,ky,kx} w[co][ci][ky][kx] * tap + residual[...]))
+ * wpk: the weights packed [ceil(cout/CB)][cin][kh][kw][CB] (zero-padded channels); bias: cout floats or NULL. */
+#define CNN_DIRECT_MAX_CIN 4
+#define CNN_DIRECT_CB 4
+typedef struct cnn_directconv_params {
+  size_t cin, cout, oh, ow, kh, kw, sh, sw;
+  size_t pw, plane, cstride; /* padded row, phase plane and per-channel copy sizes in floats */
+  size_t ostride;            /* floats between output (and residual) channel planes */
+  float min, max;
+  void (*act_fn)(const cnn_act* act, const float* x, float* y, size_t n);
+  const cnn_act* act;
+} cnn_directconv_params;
+typedef void (*cnn_directconv_fn)(const cnn_directconv_params* p, const float* pad, const float* wpk,
+                                  const float* bias, const float* residual, float* out);
+void cnn_f32_directconv__scalar(const cnn_directconv_params* p, const float* pad, const float* wpk, const float* bias,
+                                const float* residual, float* out);
+#if defined(__x86_64__)
+void cnn_f32_directconv__avx2(const cnn_directconv_params* p, const float* pad, const float* wpk, const float* bias,
+                              const float* residual, float* out);
+#endif
+#if defined(__aarch64__)
+void cnn_f32_directconv__neon(const cnn_directconv_params* p, const float* pad, const float* wpk, const float* bias,
+                              const float* residual, float* out);
+#endif
+
 #ifdef __cplusplus
 }
 #endif

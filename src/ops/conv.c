@@ -9,7 +9,10 @@
  *   cnn_gemm_tiling_init so that 2+ threads get work at batch 1 (N = OH*OW is split first when it is the larger).
  * DEPTHWISE: a direct kernel per output channel plane, tasks (n, co).
  * REFERENCE: cnn_conv2d_ref on the unpacked weights (single-threaded).
- * DIRECT is served by GEMM; WINOGRAD is not implemented here (CNN_ERR_UNSUPPORTED). */
+ * DIRECT (groups 1, Cin <= 4: the 3-channel stems): tasks (n, band of output rows); each pads its band's input
+ *   rows into the depthwise padded-copy layout and runs cnn_f32_directconv (4 output channels x 24 columns in
+ *   registers). An explicit DIRECT request on a shape it does not take is served by GEMM.
+ * WINOGRAD is not implemented here (CNN_ERR_UNSUPPORTED). */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -136,6 +139,8 @@ struct cnn_conv2d_weights {
   cnn_conv_pack_b_fn pack_b;
   cnn_dwconv_fn dw;
   cnn_dwconv_pad_fn dwpad;
+  cnn_directconv_fn direct; /* DIRECT: packed is [ceil(Cout/CB)][K][CB] (see cnn_directconv_params) */
+  float* wref;              /* DIRECT: the weights as given, for plans whose rows are too wide for the padded copy */
   float* packed8; /* DEPTHWISE, multiplier 1, AVX2, >= 8 channels: [C/8][kh*kw][8] for cnn_f32_dwconv_c8__avx2 */
   cnn_dwconv_padded_fn dwp; /* depthwise on a padded plane copy (the shapes cnn_dwconv_padded_geometry takes) */
   cnn_gemm_act_fn act_fn; /* activation the clamp cannot express, or NULL */
@@ -144,6 +149,15 @@ struct cnn_conv2d_weights {
   cnn_wino_weights* wino; /* Winograd transform (src/ops/winograd.c), kept next to the GEMM packing, or NULL */
   double wino_err;        /* its probe error (-1: no probe) */
 };
+
+/* The direct kernel's shapes: groups 1, few input channels, the padded-copy layout (dilation 1, stride_w 1 or 2,
+ * kh*kw <= 64). */
+static int direct_eligible(const cnn_conv2d_desc* d) {
+  return d->groups == 1 && d->in_channels <= CNN_DIRECT_MAX_CIN && d->dilation_h == 1 && d->dilation_w == 1 &&
+         (d->stride_w == 1 || d->stride_w == 2) && d->kernel_h * d->kernel_w <= 64;
+}
+/* AUTO's choice (measured: see the DIRECT notes at the top) */
+static int direct_auto(const cnn_conv2d_desc* d) { return direct_eligible(d); }
 
 static int set_status(int* status, int s) {
   if (status) *status = s;
@@ -169,9 +183,12 @@ cnn_conv2d_weights* cnn_conv2d_weights_create(const cnn_conv2d_desc* d, const fl
   switch (algo) {
     case CNN_CONV_ALGO_AUTO:
       wino_m = cnn_wino_auto_enabled() ? cnn_wino_auto_tile(d) : 0;
-      algo = dw_shape ? CNN_CONV_ALGO_DEPTHWISE : CNN_CONV_ALGO_GEMM;
+      algo = direct_auto(d) ? CNN_CONV_ALGO_DIRECT : dw_shape ? CNN_CONV_ALGO_DEPTHWISE : CNN_CONV_ALGO_GEMM;
+      if (algo == CNN_CONV_ALGO_DIRECT) wino_m = 0;
       break;
-    case CNN_CONV_ALGO_DIRECT: /* served by the implicit GEMM */
+    case CNN_CONV_ALGO_DIRECT: /* shapes the direct kernel does not take: the implicit GEMM */
+      algo = direct_eligible(d) ? CNN_CONV_ALGO_DIRECT : CNN_CONV_ALGO_GEMM;
+      break;
     case CNN_CONV_ALGO_GEMM: algo = CNN_CONV_ALGO_GEMM; break;
     case CNN_CONV_ALGO_DEPTHWISE:
       if (!dw_shape) {
@@ -224,6 +241,7 @@ cnn_conv2d_weights* cnn_conv2d_weights_create(const cnn_conv2d_desc* d, const fl
     set_status(status, CNN_ERR_INVALID);
     return NULL;
   }
+  if (algo == CNN_CONV_ALGO_DIRECT) nfloats = cnn_round_up(d->out_channels, CNN_DIRECT_CB) * cw->K; /* Cin <= 4 */
   cw->packed = (float*)cnn_aligned_alloc(nfloats * sizeof(float));
   cw->bias = bias ? (float*)cnn_aligned_alloc(d->out_channels * sizeof(float)) : NULL;
   if (!cw->packed || (bias && !cw->bias)) {
@@ -244,6 +262,29 @@ cnn_conv2d_weights* cnn_conv2d_weights_create(const cnn_conv2d_desc* d, const fl
     cw->pack_b = cnn_conv_pack_b_im2col__scalar;
 #if defined(__x86_64__) && !defined(CNNRT_NO_AVX2)
     if (cw->isa == CNN_ISA_AVX2) cw->pack_b = cnn_conv_pack_b_im2col__avx2;
+#endif
+  } else if (algo == CNN_CONV_ALGO_DIRECT) {
+    const size_t K = cw->K, CB = CNN_DIRECT_CB, C = d->out_channels;
+    for (size_t co = 0; co < cnn_round_up(C, CB); co++)
+      for (size_t k = 0; k < K; k++) cw->packed[((co / CB) * K + k) * CB + co % CB] = co < C ? w[co * K + k] : 0.0f;
+    cw->wref = (float*)cnn_aligned_alloc(wn * sizeof(float));
+    if (!cw->wref) {
+      cnn_conv2d_weights_destroy(cw);
+      set_status(status, CNN_ERR_NOMEM);
+      return NULL;
+    }
+    memcpy(cw->wref, w, wn * sizeof(float));
+    cw->bytes += wn * sizeof(float);
+    cw->direct = cnn_f32_directconv__scalar;
+    cw->dwpad = cnn_dwconv_pad_plane;
+#if defined(__x86_64__) && !defined(CNNRT_NO_AVX2)
+    if (cw->isa == CNN_ISA_AVX2) {
+      cw->direct = cnn_f32_directconv__avx2;
+      cw->dwpad = cnn_dwconv_pad_plane__avx2;
+    }
+#endif
+#if defined(__aarch64__) && !defined(CNNRT_NO_NEON)
+    if (cw->isa == CNN_ISA_NEON) cw->direct = cnn_f32_directconv__neon;
 #endif
   } else {
     memcpy(cw->packed, w, wn * sizeof(float)); /* depthwise: [Cout][kh*kw] is the given layout (cin_g == 1) */
@@ -288,6 +329,7 @@ void cnn_conv2d_weights_destroy(cnn_conv2d_weights* w) {
   cnn_wino_weights_destroy(w->wino);
   cnn_aligned_free(w->packed);
   cnn_aligned_free(w->packed8);
+  cnn_aligned_free(w->wref);
   cnn_aligned_free(w->bias);
   free(w);
 }
@@ -338,6 +380,27 @@ static size_t gemm_shared_b_floats(const cnn_conv2d_weights* w, size_t batch, si
   return cnn_round_up(w->K * npad, CNN_ALIGN / sizeof(float));
 }
 
+/* DIRECT: tasks are (image, band of R output rows); each pads the (R-1)*sh + kh input rows of its band, every input
+ * channel, into its workspace slice (the depthwise packer's layout, for oh = R), then runs the kernel on them. R: the
+ * band's padded rows fill about 32 KB (L1), fewer when that leaves under 4 tasks per thread. Returns 0 when the
+ * rows are too wide for the padded layout (the plan then runs the reference). */
+#define CNN_DIRECT_BAND_BYTES 32768
+static int direct_band(const cnn_conv2d_weights* w, size_t batch, size_t in_h, size_t in_w, size_t oh, size_t ow,
+                       size_t nthreads, size_t* rows, cnn_dwconv_padded_params* pp, size_t* slice) {
+  const cnn_conv2d_desc* d = &w->d;
+  size_t fl;
+  if (!cnn_dwconv_padded_geometry(d, in_h, in_w, 1, ow, pp, &fl)) return 0;
+  const size_t row_floats = d->in_channels * d->stride_w * pp->pw;
+  const size_t rows_in = CNN_DIRECT_BAND_BYTES / sizeof(float) / row_floats;
+  size_t r = rows_in > d->kernel_h ? (rows_in - d->kernel_h) / d->stride_h + 1 : 1;
+  r = cnn_min_sz(r, oh);
+  while (r > 1 && nthreads > 1 && batch * cnn_div_up(oh, r) < 4 * nthreads) r = cnn_div_up(r, 2);
+  if (!cnn_dwconv_padded_geometry(d, in_h, in_w, r, ow, pp, &fl)) return 0;
+  *rows = r;
+  *slice = cnn_round_up(d->in_channels * fl, CNN_ALIGN / sizeof(float));
+  return 1;
+}
+
 int cnn_conv2d_plan_init(cnn_conv2d_plan* p, const cnn_conv2d_weights* w, size_t batch, size_t in_h, size_t in_w,
                          size_t nthreads) {
   if (!p || !w) return CNN_ERR_INVALID;
@@ -365,6 +428,14 @@ int cnn_conv2d_plan_init(cnn_conv2d_plan* p, const cnn_conv2d_weights* w, size_t
       size_t xf, yf;
       if (dw_c8_ok(w, in_h, in_w, oh, ow, &cp, &xf, &yf)) slice = cnn_max_sz(slice, cnn_round_up(xf + yf, CNN_ALIGN / sizeof(float)));
       if (!mul_ok(slice, nthreads, &ws) || !mul_ok(ws, sizeof(float), &ws)) return CNN_ERR_INVALID;
+    }
+  } else if (w->algo == CNN_CONV_ALGO_DIRECT) {
+    size_t rows, slice;
+    cnn_dwconv_padded_params pp;
+    if (direct_band(w, batch, in_h, in_w, oh, ow, nthreads, &rows, &pp, &slice)) {
+      if (!mul_ok(slice, nthreads, &ws) || !mul_ok(ws, sizeof(float), &ws)) return CNN_ERR_INVALID;
+    } else {
+      p->algo = CNN_CONV_ALGO_REFERENCE;
     }
   }
   if (w->wino && cnn_wino_use(w->wino, batch, oh, ow)) {
@@ -541,6 +612,48 @@ static void dwc8_task(void* vctx, size_t tid, size_t i) {
 }
 #endif
 
+typedef struct {
+  const cnn_conv2d_weights* w;
+  const float* in;
+  float* out;
+  const float* res;
+  size_t H, W, OH, OW, rows, bands, slice;
+  cnn_dwconv_padded_params pp; /* geometry of one band (rows output rows) */
+  cnn_directconv_params dp;
+  float* ws;
+} direct_ctx;
+
+/* task i = (image n, band b): pad the band's input rows of every channel, then all output channels of the band */
+static void direct_task(void* vctx, size_t tid, size_t i) {
+  const direct_ctx* x = (const direct_ctx*)vctx;
+  const cnn_conv2d_weights* w = x->w;
+  const cnn_conv2d_desc* d = &w->d;
+  const size_t n = i / x->bands, b = i % x->bands;
+  const size_t oy0 = b * x->rows, r = cnn_min_sz(x->rows, x->OH - oy0);
+  float* pad = x->ws + tid * x->slice;
+  cnn_dwconv_padded_params bp = x->pp;
+  bp.ph = (r - 1) * d->stride_h + d->kernel_h;
+  /* padded row j of the band holds input row iy0 + j */
+  const ptrdiff_t iy0 = (ptrdiff_t)(oy0 * d->stride_h) - (ptrdiff_t)d->pad_top;
+  size_t skip = 0, h = x->H;
+  if (iy0 < 0) {
+    bp.pt = (size_t)-iy0;
+  } else {
+    bp.pt = 0;
+    skip = cnn_min_sz((size_t)iy0, x->H);
+    h = x->H - skip;
+  }
+  const size_t HW = x->H * x->W;
+  for (size_t ci = 0; ci < d->in_channels; ci++) {
+    const float* src = x->in + (n * d->in_channels + ci) * HW;
+    w->dwpad(&bp, h ? src + skip * x->W : src, h, x->W, pad + ci * x->dp.cstride);
+  }
+  cnn_directconv_params dp = x->dp;
+  dp.oh = r;
+  const size_t o = n * d->out_channels * x->OH * x->OW + oy0 * x->OW;
+  w->direct(&dp, pad, w->packed, w->bias, x->res ? x->res + o : NULL, x->out + o);
+}
+
 static void dw_task(void* vctx, size_t tid, size_t n, size_t co) {
   const dw_ctx* x = (const dw_ctx*)vctx;
   const cnn_dwconv_fn fn = x->fn;
@@ -550,6 +663,14 @@ static void dw_task(void* vctx, size_t tid, size_t n, size_t co) {
   const size_t o = (n * C + co) * x->OHW;
   fn(&x->prm, x->in + (n * w->d.in_channels + ci) * x->HW, w->packed + co * khw, w->bias ? w->bias[co] : 0.0f,
         x->res ? x->res + o : NULL, x->out + o);
+}
+
+int cnn_conv2d_plan_fuse_maxpool2(cnn_conv2d_plan* p) {
+  if (!p || !p->w || p->algo != CNN_CONV_ALGO_WINOGRAD || !cnn_wino_can_pool(p->w->wino) || p->out_h < 2 ||
+      p->out_w < 2)
+    return CNN_ERR_UNSUPPORTED;
+  p->maxpool2 = 1;
+  return CNN_OK;
 }
 
 void cnn_conv2d_run(const cnn_conv2d_plan* p, const float* in, float* out, const float* residual, void* workspace,
@@ -567,7 +688,44 @@ void cnn_conv2d_run(const cnn_conv2d_plan* p, const float* in, float* out, const
     pool = NULL;
     nthreads = 1;
   }
+  if (p->algo == CNN_CONV_ALGO_REFERENCE && w->wref) { /* DIRECT with rows too wide for the padded copy */
+    cnn_conv2d_ref(d, p->batch, p->in_h, p->in_w, in, w->wref, w->bias, residual, out);
+    return;
+  }
   switch (w->algo) {
+    case CNN_CONV_ALGO_DIRECT: {
+      direct_ctx x;
+      size_t fl;
+      direct_band(w, p->batch, p->in_h, p->in_w, p->out_h, p->out_w, p->nthreads, &x.rows, &x.pp, &x.slice);
+      cnn_dwconv_padded_geometry(d, p->in_h, p->in_w, x.rows, p->out_w, &x.pp, &fl);
+      x.w = w;
+      x.in = in;
+      x.out = out;
+      x.res = residual;
+      x.H = p->in_h;
+      x.W = p->in_w;
+      x.OH = p->out_h;
+      x.OW = p->out_w;
+      x.bands = cnn_div_up(p->out_h, x.rows);
+      x.ws = (float*)workspace;
+      x.dp.cin = d->in_channels;
+      x.dp.cout = d->out_channels;
+      x.dp.ow = p->out_w;
+      x.dp.kh = d->kernel_h;
+      x.dp.kw = d->kernel_w;
+      x.dp.sh = d->stride_h;
+      x.dp.sw = d->stride_w;
+      x.dp.pw = x.pp.pw;
+      x.dp.plane = x.pp.plane;
+      x.dp.cstride = fl;
+      x.dp.ostride = p->out_h * p->out_w;
+      x.dp.min = w->act_min;
+      x.dp.max = w->act_max;
+      x.dp.act_fn = w->act_fn;
+      x.dp.act = &d->act;
+      cnn_parallelize_1d(pool, direct_task, &x, p->batch * x.bands);
+      return;
+    }
     case CNN_CONV_ALGO_REFERENCE:
       cnn_conv2d_ref(d, p->batch, p->in_h, p->in_w, in, w->packed, w->bias, residual, out);
       return;
@@ -680,14 +838,6 @@ void cnn_conv2d_run(const cnn_conv2d_plan* p, const float* in, float* out, const
       x.pack_b = d->stride_w < ((size_t)1 << 26) ? w->pack_b : cnn_conv_pack_b_im2col__scalar;
       x.ws = (float*)workspace;
       x.slice = gemm_slice_floats(w, x.N, &x.b_floats);
-int cnn_conv2d_plan_fuse_maxpool2(cnn_conv2d_plan* p) {
-  if (!p || !p->w || p->algo != CNN_CONV_ALGO_WINOGRAD || !cnn_wino_can_pool(p->w->wino) || p->out_h < 2 ||
-      p->out_w < 2)
-    return CNN_ERR_UNSUPPORTED;
-  p->maxpool2 = 1;
-  return CNN_OK;
-}
-
       x.bshared = NULL;
       x.npad = cnn_round_up(x.N, w->cfg->nr);
       if (nthreads > 1 && p->nthreads > 1 && gemm_shared_b_floats(w, p->batch, x.N)) {

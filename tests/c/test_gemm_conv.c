@@ -561,9 +561,20 @@ static void run_conv_case(const conv_case* c, cnn_threadpool* pool2) {
         const int wino_ok = d->kernel_h == 3 && d->kernel_w == 3 && d->stride_h == 1 && d->stride_w == 1 &&
                             d->dilation_h == 1 && d->dilation_w == 1 && d->groups == 1;
         const int got = cnn_conv2d_weights_algo(cw);
-        CHECK(dw_shape ? got == CNN_CONV_ALGO_DEPTHWISE
-                       : (got == CNN_CONV_ALGO_GEMM || (wino_ok && got == CNN_CONV_ALGO_WINOGRAD)),
-              "auto picks depthwise iff groups == Cin, Winograd only where it applies");
+        /* the direct kernel's shapes: groups 1, Cin <= 4, dilation 1, stride_w 1 or 2, kh*kw <= 64 */
+        const int direct_ok = d->groups == 1 && d->in_channels <= CNN_DIRECT_MAX_CIN && d->dilation_h == 1 &&
+                              d->dilation_w == 1 && d->stride_w <= 2 && d->kernel_h * d->kernel_w <= 64;
+        CHECK(direct_ok ? got == CNN_CONV_ALGO_DIRECT
+              : dw_shape ? got == CNN_CONV_ALGO_DEPTHWISE
+                         : (got == CNN_CONV_ALGO_GEMM || (wino_ok && got == CNN_CONV_ALGO_WINOGRAD)),
+              "auto picks direct for few input channels, else depthwise iff groups == Cin, Winograd only where it "
+              "applies");
+      }
+      if (algo == CNN_CONV_ALGO_DIRECT) {
+        const int direct_ok = d->groups == 1 && d->in_channels <= CNN_DIRECT_MAX_CIN && d->dilation_h == 1 &&
+                              d->dilation_w == 1 && d->stride_w <= 2 && d->kernel_h * d->kernel_w <= 64;
+        CHECK(cnn_conv2d_weights_algo(cw) == (direct_ok ? CNN_CONV_ALGO_DIRECT : CNN_CONV_ALGO_GEMM),
+              "direct where it applies, else GEMM");
       }
       for (size_t nthreads = 1; nthreads <= 2; nthreads++) {
         cnn_conv2d_plan plan;
@@ -815,6 +826,73 @@ static void test_conv_regressions(cnn_threadpool* pool2) {
   run_conv_case(&c, pool2);
 }
 
+/* Direct kernel (few input channels): Cin 1..4, Cout not a multiple of 4, 1x1..7x7, stride 1/2 (stride_h 3 too),
+ * asymmetric padding, rows from 1 to over 3 register tiles (24 columns) with every tail, several row bands, batch 2,
+ * in-place residual, every activation; then random shapes. */
+static void test_conv_direct(cnn_threadpool* pool2, int ncases) {
+  conv_case c;
+  c = make_case(1, 3, 13, 1, 45, 223, 3, 3, 2, 1, 1, 1, 0, CNN_ACT_RELU); /* the SqueezeNet stem, cut short */
+  c.d.pad_top = c.d.pad_left = 0;
+  c.d.pad_bottom = c.d.pad_right = 0;
+  run_conv_case(&c, pool2);
+  c = make_case(2, 3, 6, 1, 23, 65, 3, 3, 2, 1, 1, 1, 1, CNN_ACT_CLIP); /* MobileNet stem */
+  c.d.pad_top = c.d.pad_left = 0; /* asymmetric (TF-style) */
+  run_conv_case(&c, pool2);
+  c = make_case(1, 3, 9, 1, 31, 57, 7, 7, 2, 1, 3, 0, 1, CNN_ACT_NONE); /* ResNet stem */
+  c.inplace = 1;
+  run_conv_case(&c, pool2);
+  c = make_case(2, 1, 17, 1, 20, 33, 3, 3, 1, 1, 1, 1, 0, CNN_ACT_RELU); /* ConvNet conv1 */
+  run_conv_case(&c, pool2);
+  c = make_case(1, 4, 5, 1, 12, 50, 5, 5, 1, 1, 2, 1, 1, CNN_ACT_SILU);
+  c.d.pad_right = 0;
+  run_conv_case(&c, pool2);
+  c = make_case(1, 2, 3, 1, 17, 26, 1, 1, 2, 1, 0, 1, 0, CNN_ACT_HARDSWISH);
+  run_conv_case(&c, pool2);
+  c = make_case(1, 3, 8, 1, 19, 41, 3, 3, 3, 1, 1, 0, 1, CNN_ACT_TANH);
+  c.d.stride_w = 2;
+  run_conv_case(&c, pool2);
+  c = make_case(1, 3, 4, 1, 5, 3, 5, 5, 1, 1, 4, 1, 1, CNN_ACT_SIGMOID); /* padding larger than the input */
+  run_conv_case(&c, pool2);
+  c = make_case(1, 2, 7, 1, 9, 1, 1, 7, 1, 1, 0, 1, 0, CNN_ACT_LEAKY); /* 1x7 on a 1-wide input */
+  c.d.pad_left = 4;
+  c.d.pad_right = 2;
+  run_conv_case(&c, pool2);
+  int done = 0, tries = 0;
+  while (done < ncases && tries < 100 * ncases) {
+    tries++;
+    static const size_t ks[][2] = {{1, 1}, {3, 3}, {5, 5}, {7, 7}, {1, 3}, {3, 1}, {2, 2}};
+    const size_t kk = rng_range(0, 6);
+    memset(&c, 0, sizeof(c));
+    cnn_conv2d_desc* d = &c.d;
+    d->kernel_h = ks[kk][0];
+    d->kernel_w = ks[kk][1];
+    d->stride_h = rng_range(1, 3);
+    d->stride_w = rng_range(1, 2);
+    d->dilation_h = d->dilation_w = 1;
+    d->pad_top = rng_range(0, 3);
+    d->pad_left = rng_range(0, 3);
+    d->pad_bottom = rng_range(0, 3);
+    d->pad_right = rng_range(0, 3);
+    d->groups = 1;
+    d->in_channels = rng_range(1, 4);
+    d->out_channels = rng_range(1, 19);
+    c.batch = rng_range(1, 2);
+    c.h = rng_range(1, 30);
+    c.w = rng_range(1, 70);
+    c.with_bias = (int)rng_range(0, 1);
+    c.with_res = (int)rng_range(0, 2) == 0;
+    c.inplace = c.with_res && rng_range(0, 2) == 0;
+    d->act = random_act();
+    size_t oh, ow;
+    if (!cnn_conv2d_out_size(d, c.h, c.w, &oh, &ow)) continue;
+    const double macs = (double)c.batch * d->out_channels * oh * ow * d->in_channels * d->kernel_h * d->kernel_w;
+    if (macs > 4e5) continue;
+    run_conv_case(&c, pool2);
+    done++;
+  }
+  printf("conv direct: %d random cases\n", done);
+}
+
 static void test_conv_checks(void) {
   cnn_conv2d_desc d;
   memset(&d, 0, sizeof(d));
@@ -896,6 +974,7 @@ int main(void) {
   test_conv_regressions(pool2);
   test_conv_random(pool2, 200);
   test_conv_stride2(pool2, 80);
+  test_conv_direct(pool2, 60);
   cnn_threadpool_destroy(pool1);
   cnn_threadpool_destroy(pool2);
   return test_summary("test_gemm_conv");
