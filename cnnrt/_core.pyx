@@ -26,7 +26,7 @@ NODE_KINDS = {
 
 ACT_TYPES = {"none": 0, "relu": 1, "clip": 2, "leaky": 3, "sigmoid": 4, "hardsigmoid": 5, "hardswish": 6,
              "silu": 7, "tanh": 8}
-CONV_ALGOS = {"auto": 0, "gemm": 1, "depthwise": 2, "direct": 3, "reference": 4, "winograd": 5}
+CONV_ALGOS = {"auto": 0, "gemm": 1, "depthwise": 2, "direct": 3, "reference": 4, "winograd": 5, "auto-small": 6}
 CONV_ALGO_NAMES = {v: k for k, v in CONV_ALGOS.items()}
 
 

@@ -52,7 +52,7 @@ class Prepared:
     winograd: bool = True  # False: 3x3 stride-1 layers use GEMM (the only alternative for them)
 
     def conv_weights(self, node: Node, w: np.ndarray, b, strides, pads, dils, groups, act, algo="auto"):
-        if (not self.winograd and algo == "auto" and groups == 1 and w.shape[2:] == (3, 3)
+        if (not self.winograd and algo in ("auto", "auto-small") and groups == 1 and w.shape[2:] == (3, 3)
                 and tuple(strides) == (1, 1) and tuple(dils) == (1, 1)):
             algo = "gemm"
         key = (node.name, tuple(pads), act, algo)
@@ -433,7 +433,13 @@ def lower_conv(L: Lowering, node: Node):
     flops = 2 * xs[0] * w.shape[0] * oh * ow * w.shape[1] * w.shape[2] * w.shape[3]
     fuse_res = res is not None and tuple(L.shapes.get(res, L.consts[res].shape if res in L.consts else ())) == out_shape
     conv_act = act if (res is None or fuse_res) else None
-    cw = L.prep.conv_weights(node, w, b, strides, pads, dils, groups, conv_act)
+    algo = "auto"
+    if groups == 1 and w.shape[2:] == (3, 3) and list(strides) == [1, 1] and list(dils) == [1, 1]:
+        # small outputs (7x7, 8x8 at batch 1): too few F(4,3) tiles, enough F(2,3) tiles (see cnn_wino_auto_tile_small)
+        tiles = lambda m: xs[0] * -(-oh // m) * -(-ow // m)
+        if tiles(4) < 16 <= tiles(2):
+            algo = "auto-small"
+    cw = L.prep.conv_weights(node, w, b, strides, pads, dils, groups, conv_act, algo)
     out = node.outputs[0]
     if res is not None and not fuse_res:
         tmp = out + "::conv"

@@ -85,8 +85,9 @@ def _why(sess, nd, cw_by_name, node_by_name):
         return f"{cin} input channels: direct kernel (4 output channels x 24 pixels in registers)"
     if nd.algo.startswith("winograd"):
         e = cw.probe_error if cw is not None else None
-        return f"3x3 stride 1, >= 16 channels: F({cw.tile},3), probe error {e:.1e} <= 1e-3" if e is not None \
-            else "3x3 stride 1: Winograd"
+        small = " (small output: 2x2 tiles)" if cw is not None and cw.tile == 2 else ""
+        return f"3x3 stride 1, >= 16 channels: F({cw.tile},3){small}, probe error {e:.1e} <= 1e-3" \
+            if e is not None else "3x3 stride 1: Winograd"
     if k == (3, 3) and all(s_ == 1 for s_ in strides) and groups == 1:
         if cw is not None and cw.tile:
             return "Winograd-capable, but too few output tiles at this size: GEMM is faster"

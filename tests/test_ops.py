@@ -197,6 +197,21 @@ def test_conv_maxpool_fused(xs, act, threads):
         assert fused, algo
 
 
+@pytest.mark.parametrize("hw", [(7, 7), (8, 8), (6, 11)])
+def test_small_output_conv_uses_f23(hw):
+    """Outputs with < 16 F(4,3) tiles but >= 16 F(2,3) tiles (7x7, 8x8 at batch 1) run F(2,3), not GEMM."""
+    xs = (1, 32, *hw)
+    m = model([helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+               helper.make_node("Relu", ["c"], ["y"])], {"x": ["N", 32, *hw]}, {"y": None},
+              {"w": rand(24, 32, 3, 3, seed=1) * 0.2, "b": rand(24, seed=2)})
+    s = check(m, rand(*xs, seed=3))
+    a = s.conv_algorithms({"x": xs})[0]
+    assert a["algo"] == "winograd-f2" and a["winograd_tile"] == 2, a
+    check(m, rand(3, 32, *hw, seed=4), sess=s)  # a larger batch reuses the F(2,3) weights
+    off = check(m, rand(*xs, seed=3), winograd=False)
+    assert off.conv_algorithms({"x": xs})[0]["algo"] == "gemm"
+
+
 @pytest.mark.parametrize("case", ["sigmoid", "pads", "stride1", "ceil_odd", "second_reader", "winograd_off"])
 def test_conv_maxpool_not_fused(case):
     xs = (1, 16, 13, 13)

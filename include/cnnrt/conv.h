@@ -27,7 +27,9 @@ typedef enum {
   CNN_CONV_ALGO_DEPTHWISE = 2, /* groups == in_channels, one (or a few) output channels per input channel */
   CNN_CONV_ALGO_DIRECT = 3,    /* direct kernel (few input channels) */
   CNN_CONV_ALGO_REFERENCE = 4, /* naive loops (scalar), the oracle */
-  CNN_CONV_ALGO_WINOGRAD = 5,  /* reserved for the Winograd issue */
+  CNN_CONV_ALGO_WINOGRAD = 5,  /* Winograd F(m,3) (3x3 stride 1), forced: every plan runs it */
+  CNN_CONV_ALGO_AUTO_SMALL = 6, /* AUTO for layers whose outputs are small (e.g. 7x7, 8x8 at batch 1): Winograd is
+                                   tried from F(2,3), whose 2x2 tiles still give enough GEMM columns there */
 } cnn_conv_algo;
 
 /* 0 if the descriptor is valid (non-zero sizes and strides, groups dividing both channel counts, ...). */

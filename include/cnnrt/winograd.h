@@ -78,6 +78,9 @@ int cnn_wino_eligible(const cnn_conv2d_desc* d);
 int cnn_wino_auto_enabled(void);
 /* Tile (m) that AUTO starts from for this layer, or 0 when AUTO should not use Winograd for it (channels). */
 int cnn_wino_auto_tile(const cnn_conv2d_desc* d);
+/* The same for a layer known to have small outputs (CNN_CONV_ALGO_AUTO_SMALL): 2 unless CNNRT_WINOGRAD_TILE says
+ * otherwise. */
+int cnn_wino_auto_tile_small(const cnn_conv2d_desc* d);
 /* Accuracy budget of the probe for tile m: max|wino - gemm| / max|gemm| must not exceed it. */
 double cnn_wino_budget(int m);
 /* Tests: replace the budget of every tile by b (b < 0: back to the defaults). */

@@ -181,8 +181,11 @@ cnn_conv2d_weights* cnn_conv2d_weights_create(const cnn_conv2d_desc* d, const fl
   const int dw_shape = G == d->in_channels; /* one input channel per group: depthwise, multiplier cout_g */
   int wino_m = 0;                            /* > 0: AUTO tries Winograd from this tile; < 0: requested */
   switch (algo) {
+    case CNN_CONV_ALGO_AUTO_SMALL:
     case CNN_CONV_ALGO_AUTO:
-      wino_m = cnn_wino_auto_enabled() ? cnn_wino_auto_tile(d) : 0;
+      wino_m = !cnn_wino_auto_enabled()               ? 0
+               : algo == CNN_CONV_ALGO_AUTO_SMALL ? cnn_wino_auto_tile_small(d)
+                                                  : cnn_wino_auto_tile(d);
       algo = direct_auto(d) ? CNN_CONV_ALGO_DIRECT : dw_shape ? CNN_CONV_ALGO_DEPTHWISE : CNN_CONV_ALGO_GEMM;
       if (algo == CNN_CONV_ALGO_DIRECT) wino_m = 0;
       break;

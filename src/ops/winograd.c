@@ -73,6 +73,15 @@ int cnn_wino_auto_tile(const cnn_conv2d_desc* d) {
   return 4;
 }
 
+/* Small outputs (chosen by the planner, which knows the shape: fewer than 16 F(4,3) tiles but at least 16 F(2,3)
+ * tiles, e.g. 8x8 and 7x7 at batch 1): measured with tests/c/bench_winograd.c, F(2,3) ran 1.6x (ConvNet 128->128 at
+ * 8x8) and 2.1x (ResNet-18 512->512 at 7x7) the implicit GEMM, where F(4,3) was slower than GEMM. */
+int cnn_wino_auto_tile_small(const cnn_conv2d_desc* d) {
+  const int m = cnn_wino_auto_tile(d);
+  const char* e = getenv("CNNRT_WINOGRAD_TILE");
+  return m == 0 || (e && e[0] && e[1] == 0 && (e[0] == '2' || e[0] == '4' || e[0] == '6')) ? m : 2;
+}
+
 static double g_budget_override = -1.0;
 void cnn_wino_set_budget_override(double b) { g_budget_override = b; }
 
