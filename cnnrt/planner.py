@@ -55,7 +55,8 @@ class Prepared:
         if (not self.winograd and algo in ("auto", "auto-small") and groups == 1 and w.shape[2:] == (3, 3)
                 and tuple(strides) == (1, 1) and tuple(dils) == (1, 1)):
             algo = "gemm"
-        key = (node.name, tuple(pads), act, algo)
+        # "auto-small" (F(2,3) first) is AUTO for a small first shape: one set of weights serves every shape
+        key = (node.name, tuple(pads), act, "auto" if algo == "auto-small" else algo)
         cw = self.conv.get(key)
         if cw is None:
             try:

@@ -122,3 +122,49 @@ def test_fc_random(isa):
         got = fw(x)
         tol = 1e-5 * (1 + np.abs(x).astype(np.float64) @ np.abs(w) + np.abs(b))
         assert np.all(np.abs(got - want) <= tol)
+
+
+def _maxpool2(y):
+    n, c, h, w = y.shape
+    y = y[:, :, : h // 2 * 2, : w // 2 * 2]
+    return y.reshape(n, c, h // 2, 2, w // 2, 2).max(axis=(3, 5))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("seed", range(24))
+def test_conv_fused_maxpool2_is_exact(isa, seed):
+    """A 2x2 stride-2 max-pool fused into the convolution (direct kernel for few input channels, Winograd for 3x3
+    layers) gives exactly the pool of the unfused output: the same kernel computes the same values, only the pool
+    reads them from cache. Random sizes (odd ones drop their last row/column), strides, paddings, activations,
+    batch, 1 and 3 threads."""
+    rng = np.random.default_rng(1000 + seed)
+    direct = seed % 2 == 0
+    if direct:
+        cin, cout = int(rng.integers(1, 5)), int(rng.integers(1, 40))
+        k = int(rng.choice([1, 3, 5, 7]))
+        s = int(rng.integers(1, 3))
+        algo = "direct"
+    else:
+        cin, cout, k, s, algo = int(rng.integers(16, 40)), int(rng.integers(1, 40)), 3, 1, "winograd"
+    pads = tuple(int(v) for v in rng.integers(0, k // 2 + 1, size=4))
+    h, w, n = int(rng.integers(k + 2, 40)), int(rng.integers(k + 2, 40)), int(rng.integers(1, 4))
+    act = [None, ("relu", 0, 0), ("clip", -0.3, 0.4)][seed % 3]
+    if direct and seed % 4 == 0:
+        act = ("sigmoid", 0, 0)  # the direct path pools activated outputs: any activation
+    x = rng.uniform(-1, 1, (n, cin, h, w)).astype(np.float32)
+    wt = rng.uniform(-1, 1, (cout, cin, k, k)).astype(np.float32)
+    b = rng.uniform(-1, 1, cout).astype(np.float32)
+    cw = _core.ConvWeights(wt, b, (s, s), pads, (1, 1), 1, act, algo, isa)
+    assert cw.algo == algo, cw.algo
+    for threads in (1, 3):
+        pool = _core.ThreadPool(threads) if threads > 1 else None
+        full = cw(x, pool=pool)
+        if full.shape[2] < 2 or full.shape[3] < 2:
+            return
+        if not cw.can_fuse_maxpool2(n, h, w, threads):
+            assert algo == "winograd" and act[0] == "sigmoid", (algo, act)
+            continue
+        got = cw(x, pool=pool, maxpool2=True)
+        np.testing.assert_array_equal(got, _maxpool2(full))
+    with pytest.raises(ValueError):
+        cw(x, residual=np.zeros_like(cw(x)), maxpool2=True)

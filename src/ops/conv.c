@@ -389,7 +389,7 @@ static size_t gemm_shared_b_floats(const cnn_conv2d_weights* w, size_t batch, si
  * rows are too wide for the padded layout (the plan then runs the reference). */
 #define CNN_DIRECT_BAND_BYTES 32768
 static int direct_band(const cnn_conv2d_weights* w, size_t batch, size_t in_h, size_t in_w, size_t oh, size_t ow,
-                       size_t nthreads, size_t* rows, cnn_dwconv_padded_params* pp, size_t* slice) {
+                       size_t nthreads, int even, size_t* rows, cnn_dwconv_padded_params* pp, size_t* slice) {
   const cnn_conv2d_desc* d = &w->d;
   size_t fl;
   if (!cnn_dwconv_padded_geometry(d, in_h, in_w, 1, ow, pp, &fl)) return 0;
@@ -398,6 +398,7 @@ static int direct_band(const cnn_conv2d_weights* w, size_t batch, size_t in_h, s
   size_t r = rows_in > d->kernel_h ? (rows_in - d->kernel_h) / d->stride_h + 1 : 1;
   r = cnn_min_sz(r, oh);
   while (r > 1 && nthreads > 1 && batch * cnn_div_up(oh, r) < 4 * nthreads) r = cnn_div_up(r, 2);
+  if (even) r = cnn_min_sz(cnn_max_sz(r / 2 * 2, 2), oh / 2 * 2); /* fused 2x2 pool: bands of whole row pairs */
   if (!cnn_dwconv_padded_geometry(d, in_h, in_w, r, ow, pp, &fl)) return 0;
   *rows = r;
   *slice = cnn_round_up(d->in_channels * fl, CNN_ALIGN / sizeof(float));
@@ -435,7 +436,7 @@ int cnn_conv2d_plan_init(cnn_conv2d_plan* p, const cnn_conv2d_weights* w, size_t
   } else if (w->algo == CNN_CONV_ALGO_DIRECT) {
     size_t rows, slice;
     cnn_dwconv_padded_params pp;
-    if (direct_band(w, batch, in_h, in_w, oh, ow, nthreads, &rows, &pp, &slice)) {
+    if (direct_band(w, batch, in_h, in_w, oh, ow, nthreads, 0, &rows, &pp, &slice)) {
       if (!mul_ok(slice, nthreads, &ws) || !mul_ok(ws, sizeof(float), &ws)) return CNN_ERR_INVALID;
     } else {
       p->algo = CNN_CONV_ALGO_REFERENCE;
@@ -624,6 +625,7 @@ typedef struct {
   cnn_dwconv_padded_params pp; /* geometry of one band (rows output rows) */
   cnn_directconv_params dp;
   float* ws;
+  float* scr; /* fused 2x2 max-pool: per-thread band outputs (Cout x rows x OW floats each), else NULL */
 } direct_ctx;
 
 /* task i = (image n, band b): pad the band's input rows of every channel, then all output channels of the band */
@@ -653,6 +655,23 @@ static void direct_task(void* vctx, size_t tid, size_t i) {
   }
   cnn_directconv_params dp = x->dp;
   dp.oh = r;
+  if (x->scr) { /* the band's outputs (after bias and activation) into L1/L2, then 2x2 maxima to the pooled planes */
+    const size_t OW = x->OW, PH = x->OH / 2, PW = OW / 2, C = d->out_channels, band = x->rows * OW;
+    float* s = x->scr + tid * C * band;
+    w->direct(&dp, pad, w->packed, w->bias, NULL, s);
+    for (size_t c = 0; c < C; c++)
+      for (size_t pr = 0; pr < r / 2; pr++) {
+        const float* a = s + c * band + 2 * pr * OW;
+        const float* b = a + OW;
+        float* o = x->out + ((n * C + c) * PH + oy0 / 2 + pr) * PW;
+        for (size_t q = 0; q < PW; q++) {
+          const float u = a[2 * q] > a[2 * q + 1] ? a[2 * q] : a[2 * q + 1];
+          const float v = b[2 * q] > b[2 * q + 1] ? b[2 * q] : b[2 * q + 1];
+          o[q] = u > v ? u : v;
+        }
+      }
+    return;
+  }
   const size_t o = n * d->out_channels * x->OH * x->OW + oy0 * x->OW;
   w->direct(&dp, pad, w->packed, w->bias, x->res ? x->res + o : NULL, x->out + o);
 }
@@ -669,11 +688,28 @@ static void dw_task(void* vctx, size_t tid, size_t n, size_t co) {
 }
 
 int cnn_conv2d_plan_fuse_maxpool2(cnn_conv2d_plan* p) {
-  if (!p || !p->w || p->algo != CNN_CONV_ALGO_WINOGRAD || !cnn_wino_can_pool(p->w->wino) || p->out_h < 2 ||
-      p->out_w < 2)
-    return CNN_ERR_UNSUPPORTED;
-  p->maxpool2 = 1;
-  return CNN_OK;
+  if (!p || !p->w || p->out_h < 2 || p->out_w < 2 || p->maxpool2) return CNN_ERR_UNSUPPORTED;
+  const cnn_conv2d_weights* w = p->w;
+  if (p->algo == CNN_CONV_ALGO_WINOGRAD) {
+    if (!cnn_wino_can_pool(w->wino)) return CNN_ERR_UNSUPPORTED;
+    p->maxpool2 = 1;
+    return CNN_OK;
+  }
+  if (p->algo == 0 && w->algo == CNN_CONV_ALGO_DIRECT) {
+    /* bands of even rows; each thread's band outputs go to a scratch after its padded slice (any activation: the
+     * pool reads activated outputs) */
+    size_t rows, slice, ws, scr;
+    cnn_dwconv_padded_params pp;
+    if (!direct_band(w, p->batch, p->in_h, p->in_w, p->out_h, p->out_w, p->nthreads, 1, &rows, &pp, &slice))
+      return CNN_ERR_UNSUPPORTED;
+    if (!mul_ok(w->d.out_channels * rows, p->out_w, &scr) || !mul_ok(slice + scr, p->nthreads, &ws) ||
+        !mul_ok(ws, sizeof(float), &ws))
+      return CNN_ERR_UNSUPPORTED;
+    p->workspace_bytes = ws;
+    p->maxpool2 = 1;
+    return CNN_OK;
+  }
+  return CNN_ERR_UNSUPPORTED;
 }
 
 void cnn_conv2d_run(const cnn_conv2d_plan* p, const float* in, float* out, const float* residual, void* workspace,
@@ -699,7 +735,8 @@ void cnn_conv2d_run(const cnn_conv2d_plan* p, const float* in, float* out, const
     case CNN_CONV_ALGO_DIRECT: {
       direct_ctx x;
       size_t fl;
-      direct_band(w, p->batch, p->in_h, p->in_w, p->out_h, p->out_w, p->nthreads, &x.rows, &x.pp, &x.slice);
+      direct_band(w, p->batch, p->in_h, p->in_w, p->out_h, p->out_w, p->nthreads, p->maxpool2, &x.rows, &x.pp,
+                  &x.slice);
       cnn_dwconv_padded_geometry(d, p->in_h, p->in_w, x.rows, p->out_w, &x.pp, &fl);
       x.w = w;
       x.in = in;
@@ -722,6 +759,12 @@ void cnn_conv2d_run(const cnn_conv2d_plan* p, const float* in, float* out, const
       x.dp.plane = x.pp.plane;
       x.dp.cstride = fl;
       x.dp.ostride = p->out_h * p->out_w;
+      x.scr = NULL;
+      if (p->maxpool2) { /* after the threads' padded slices (cnn_conv2d_plan_fuse_maxpool2 sized the workspace) */
+        x.scr = x.ws + p->nthreads * x.slice;
+        x.dp.ostride = x.rows * p->out_w;
+        x.res = NULL;
+      }
       x.dp.min = w->act_min;
       x.dp.max = w->act_max;
       x.dp.act_fn = w->act_fn;
