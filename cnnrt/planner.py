@@ -55,8 +55,9 @@ class Prepared:
         if (not self.winograd and algo in ("auto", "auto-small") and groups == 1 and w.shape[2:] == (3, 3)
                 and tuple(strides) == (1, 1) and tuple(dils) == (1, 1)):
             algo = "gemm"
-        # "auto-small" (F(2,3) first) is AUTO for a small first shape: one set of weights serves every shape
-        key = (node.name, tuple(pads), act, "auto" if algo == "auto-small" else algo)
+        # "auto" and "auto-small" (Winograd from F(2,3), for small outputs) are separate packings: a layer planned for
+        # both small (batch 1) and large (batch 32) outputs keeps both; every shape of a class reuses its packing
+        key = (node.name, tuple(pads), act, algo)
         cw = self.conv.get(key)
         if cw is None:
             try:
@@ -435,7 +436,8 @@ def lower_conv(L: Lowering, node: Node):
     fuse_res = res is not None and tuple(L.shapes.get(res, L.consts[res].shape if res in L.consts else ())) == out_shape
     conv_act = act if (res is None or fuse_res) else None
     algo = "auto"
-    if groups == 1 and w.shape[2:] == (3, 3) and list(strides) == [1, 1] and list(dils) == [1, 1]:
+    if (groups == 1 and w.shape[2:] == (3, 3) and list(strides) == [1, 1] and list(dils) == [1, 1]
+            and min(w.shape[0], w.shape[1]) >= 16):
         # small outputs (7x7, 8x8 at batch 1): too few F(4,3) tiles, enough F(2,3) tiles (see cnn_wino_auto_tile_small)
         tiles = lambda m: xs[0] * -(-oh // m) * -(-ow // m)
         if tiles(4) < 16 <= tiles(2):

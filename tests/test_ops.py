@@ -207,7 +207,12 @@ def test_small_output_conv_uses_f23(hw):
     s = check(m, rand(*xs, seed=3))
     a = s.conv_algorithms({"x": xs})[0]
     assert a["algo"] == "winograd-f2" and a["winograd_tile"] == 2, a
-    check(m, rand(3, 32, *hw, seed=4), sess=s)  # a larger batch reuses the F(2,3) weights
+    check(m, rand(2, 32, *hw, seed=4), sess=s)  # still small (< 16 F(4,3) tiles): the same F(2,3) weights
+    assert len(s._prep.conv) == 1
+    big = (8, 32, *hw)  # enough F(4,3) tiles: F(4,3), packed once more
+    check(m, rand(*big, seed=5), sess=s)
+    assert s.conv_algorithms({"x": big})[0]["algo"] == "winograd-f4"
+    assert len(s._prep.conv) == 2
     off = check(m, rand(*xs, seed=3), winograd=False)
     assert off.conv_algorithms({"x": xs})[0]["algo"] == "gemm"
 
