@@ -129,15 +129,26 @@ void cnn_dwconv_pad_plane__avx2(const cnn_dwconv_padded_params* p, const float* 
   const size_t cols = pw * sw;
   const size_t n = pl < cols ? cnn_min_sz(w, cols - pl) : 0; /* input columns copied */
   const __m256 z = _mm256_setzero_ps();
+  /* stride 2: the even source columns fill [s0, s0 + n0) of plane (pl & 1), the odd ones [s1, s1 + n1) of the other
+   * plane; only the columns around them are zeroed (before the data: a zero store may overlap a data vector) */
+  const size_t s0 = pl >> 1, n0 = (n + 1) / 2, s1 = (pl + 1) >> 1, n1 = n / 2;
   for (size_t r = 0; r < p->ph; r++) {
     const ptrdiff_t iy = (ptrdiff_t)r - (ptrdiff_t)p->pt;
     const int inside = iy >= 0 && iy < (ptrdiff_t)h && n != 0;
-    if (!inside || sw != 1) {
+    if (!inside) {
       for (size_t ph = 0; ph < sw; ph++) {
         float* dst = pad + ph * p->plane + r * pw;
         for (size_t c = 0; c < pw; c += 8) _mm256_storeu_ps(dst + c, z);
       }
-      if (!inside) continue;
+      continue;
+    }
+    if (sw != 1) {
+      float* e = pad + (pl & 1) * p->plane + r * pw;
+      float* o = pad + (1 - (pl & 1)) * p->plane + r * pw;
+      for (size_t c = 0; c < s0; c += 8) _mm256_storeu_ps(e + c, z);
+      for (size_t c = s0 + n0; c < pw; c += 8) _mm256_storeu_ps(e + c, z);
+      for (size_t c = 0; c < s1; c += 8) _mm256_storeu_ps(o + c, z);
+      for (size_t c = s1 + n1; c < pw; c += 8) _mm256_storeu_ps(o + c, z);
     }
     const float* src = in + (size_t)iy * w;
     if (sw == 1) {
@@ -161,11 +172,13 @@ void cnn_dwconv_pad_plane__avx2(const cnn_dwconv_padded_params* p, const float* 
       float* d1 = pad + (1 - (pl & 1)) * p->plane + r * pw + ((pl + 1) >> 1);
       size_t k = 0;
       for (; k + 16 <= n; k += 16) {
-        const __m256 a = _mm256_loadu_ps(src + k), b = _mm256_loadu_ps(src + k + 8);
-        _mm256_storeu_ps(d0 + k / 2,
-                         _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xD8)));
-        _mm256_storeu_ps(d1 + k / 2,
-                         _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xDD)), 0xD8)));
+        /* a = [src 0..3 | src 8..11], b = [src 4..7 | src 12..15]: the in-lane shuffles then give the even and odd
+         * columns in order (no cross-lane permute) */
+        const __m256 a = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(src + k)), _mm_loadu_ps(src + k + 8), 1);
+        const __m256 b =
+            _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(src + k + 4)), _mm_loadu_ps(src + k + 12), 1);
+        _mm256_storeu_ps(d0 + k / 2, _mm256_shuffle_ps(a, b, 0x88));
+        _mm256_storeu_ps(d1 + k / 2, _mm256_shuffle_ps(a, b, 0xDD));
       }
       if (k + 8 <= n) { /* 8 columns: 4 to each plane (the upper 4 lanes store zeros, which belong there) */
         const __m128 lo = _mm_loadu_ps(src + k), hi = _mm_loadu_ps(src + k + 4);
