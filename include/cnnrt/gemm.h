@@ -94,6 +94,13 @@ void cnn_gemm_macro_kernel(const cnn_gemm_config* cfg, size_t m, size_t n, size_
                            const float* bpack, float* c, size_t ldc, int accumulate, int last,
                            const cnn_gemm_epilogue* epi, cnn_gemm_act_fn act_fn, const cnn_act* act);
 
+/* Same, and spreads software prefetches (to L2) of the pf_bytes at `pf` over the tiles (NULL / 0: none): callers
+ * pass the A block the next call will read, so that its first read overlaps this block's compute. */
+void cnn_gemm_macro_kernel_pf(const cnn_gemm_config* cfg, size_t m, size_t n, size_t kc, const float* apack,
+                              const float* bpack, float* c, size_t ldc, int accumulate, int last,
+                              const cnn_gemm_epilogue* epi, cnn_gemm_act_fn act_fn, const cnn_act* act,
+                              const void* pf, size_t pf_bytes);
+
 /* Task tiling for a parallel GEMM of `outer` independent M x N problems: tasks of mt rows (multiple of mr) x nt
  * columns (multiple of nr, <= max(nc, nr)), m_tasks x n_tasks per problem. With nthreads > 1 the tasks are split
  * (larger side first) until there are about 4 per thread, so that dynamic scheduling balances them. */

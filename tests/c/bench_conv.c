@@ -191,6 +191,16 @@ int main(int argc, char** argv) {
   bench_conv("resnet50 1x1 1024->256 14x14", 1024, 256, 1, 14, 1, 1, G, pools);
   bench_conv("resnet50 3x3 256->256 14x14", 256, 256, 1, 14, 3, 1, G, pools);
   bench_conv("resnet50 3x3 512->512 7x7", 512, 512, 1, 7, 3, 1, G, pools);
+  bench_conv("resnet50 1x1 512->2048 7x7", 512, 2048, 1, 7, 1, 1, G, pools);
+  bench_conv("resnet50 1x1 2048->512 7x7", 2048, 512, 1, 7, 1, 1, G, pools);
+  bench_conv("resnet50 1x1 1024->2048 14x14 s2", 1024, 2048, 1, 14, 1, 2, G, pools);
+  bench_conv("resnet50 1x1 256->512 56x56 s2", 256, 512, 1, 56, 1, 2, G, pools);
+  bench_conv("resnet50 3x3 512->512 14x14 s2", 512, 512, 1, 14, 3, 2, G, pools);
+  bench_conv("mobilenetv2 1x1 32->16 112x112", 32, 16, 1, 112, 1, 1, G, pools);
+  bench_conv("mobilenetv2 1x1 16->96 112x112", 16, 96, 1, 112, 1, 1, G, pools);
+  bench_conv("mobilenetv2 1x1 96->24 56x56", 96, 24, 1, 56, 1, 1, G, pools);
+  bench_conv("mobilenetv2 1x1 24->144 56x56", 24, 144, 1, 56, 1, 1, G, pools);
+  bench_conv("mobilenetv2 1x1 960->160 7x7", 960, 160, 1, 7, 1, 1, G, pools);
   bench_conv("resnet50 7x7 3->64 224x224 s2 (stem)", 3, 64, 1, 224, 7, 2, G, pools);
   bench_conv("vgg16 3x3 64->64 224x224", 64, 64, 1, 224, 3, 1, G, pools);
   bench_conv("vgg16 3x3 512->512 14x14", 512, 512, 1, 14, 3, 1, G, pools);
