@@ -50,23 +50,24 @@ const cnn_wino_tx* cnn_wino_tx_get(int m);
  * v + p*pstride (8 consecutive floats). */
 typedef void (*cnn_wino_in_fn)(const cnn_wino_tx* tx, const float* const* rows, float* v, size_t pstride);
 /* Output transform of 8 tiles: position p of the 8 lanes at mp + p*pstride (8 floats); y = A^T M A + bias (m x m per
- * lane); row i of lane l goes to orows[i*8 + l] (NULL: not written), its first ncols[l] columns only, as
- * min(max(y + residual, lo), hi) with residual from rrows[i*8 + l] (rrows NULL: no residual). */
+ * lane); row i of lane l goes to out + offs[i*8 + l] (offs < 0: not written), its first ncols[l] columns only, as
+ * min(max(y + residual, lo), hi) with the residual row at res + offs[i*8 + l] (res NULL: no residual). Offsets, not
+ * row pointers: the caller computes them once per block of tiles and moves only out/res from channel to channel. */
 typedef void (*cnn_wino_out_fn)(const cnn_wino_tx* tx, const float* mp, size_t pstride, float bias, float lo,
-                                float hi, float* const* orows, const float* const* rrows, const int* ncols);
+                                float hi, float* out, const float* res, const ptrdiff_t* offs, const int* ncols);
 void cnn_wino_input__scalar(const cnn_wino_tx* tx, const float* const* rows, float* v, size_t pstride);
 void cnn_wino_output__scalar(const cnn_wino_tx* tx, const float* mp, size_t pstride, float bias, float lo, float hi,
-                             float* const* orows, const float* const* rrows, const int* ncols);
+                             float* out, const float* res, const ptrdiff_t* offs, const int* ncols);
 #if defined(__x86_64__) && !defined(CNNRT_NO_AVX2)
 void cnn_wino_input__avx2(const cnn_wino_tx* tx, const float* const* rows, float* v, size_t pstride);
 void cnn_wino_output__avx2(const cnn_wino_tx* tx, const float* mp, size_t pstride, float bias, float lo, float hi,
-                           float* const* orows, const float* const* rrows, const int* ncols);
+                           float* out, const float* res, const ptrdiff_t* offs, const int* ncols);
 #endif
 #if defined(__aarch64__)
 /* NEON: the AVX2 kernels on 4-lane vectors (the 8 tiles as two halves of 4). */
 void cnn_wino_input__neon(const cnn_wino_tx* tx, const float* const* rows, float* v, size_t pstride);
 void cnn_wino_output__neon(const cnn_wino_tx* tx, const float* mp, size_t pstride, float bias, float lo, float hi,
-                           float* const* orows, const float* const* rrows, const int* ncols);
+                           float* out, const float* res, const ptrdiff_t* offs, const int* ncols);
 #endif
 
 /* ---- the operator (src/ops/winograd.c) ---- */

@@ -69,26 +69,42 @@ void cnn_wino_input__avx2(const cnn_wino_tx* tx, const float* const* rows, float
   }
 }
 
-/* the first m (2, 4 or 6) floats of p (no access past them; 64-bit halves through the unaligned-safe intrinsics) */
-AI __m256 load_m(const float* p, const int m) {
-  if (m == 2) return _mm256_castps128_ps256(_mm_castsi128_ps(_mm_loadl_epi64((const __m128i*)p)));
-  const __m128 lo = _mm_loadu_ps(p);
-  if (m == 4) return _mm256_castps128_ps256(lo);
-  const __m128 hi = _mm_castsi128_ps(_mm_loadl_epi64((const __m128i*)(p + 4)));
-  return _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);
+/* lanes -> rows without a full 8x8 transpose (only m of the 8 columns exist):
+ * cols4: a[0..3] (one column of the 8 tiles each) -> q[l] = columns 0-3 of lane l's row (q[l] and q[l+4] are the
+ *        low and high halves of one YMM: 8 shuffles for 8 lanes);
+ * cols2: a[0..1] -> the two columns of lane l in the low 64 bits of d[l]. */
+AI void cols4(const __m256* a, __m128* q) {
+  const __m256 t0 = _mm256_unpacklo_ps(a[0], a[1]), t1 = _mm256_unpackhi_ps(a[0], a[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(a[2], a[3]), t3 = _mm256_unpackhi_ps(a[2], a[3]);
+  const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  q[0] = _mm256_castps256_ps128(u0);
+  q[1] = _mm256_castps256_ps128(u1);
+  q[2] = _mm256_castps256_ps128(u2);
+  q[3] = _mm256_castps256_ps128(u3);
+  q[4] = _mm256_extractf128_ps(u0, 1);
+  q[5] = _mm256_extractf128_ps(u1, 1);
+  q[6] = _mm256_extractf128_ps(u2, 1);
+  q[7] = _mm256_extractf128_ps(u3, 1);
 }
-AI void store_m(float* p, __m256 v, const int m) {
-  const __m128 lo = _mm256_castps256_ps128(v);
-  if (m == 2) {
-    _mm_storel_epi64((__m128i*)p, _mm_castps_si128(lo));
-    return;
-  }
-  _mm_storeu_ps(p, lo);
-  if (m == 6) _mm_storel_epi64((__m128i*)(p + 4), _mm_castps_si128(_mm256_extractf128_ps(v, 1)));
+AI void cols2(const __m256* a, __m128* d) {
+  const __m256 t0 = _mm256_unpacklo_ps(a[0], a[1]), t1 = _mm256_unpackhi_ps(a[0], a[1]);
+  const __m128 l0 = _mm256_castps256_ps128(t0), l1 = _mm256_castps256_ps128(t1);
+  const __m128 h0 = _mm256_extractf128_ps(t0, 1), h1 = _mm256_extractf128_ps(t1, 1);
+  d[0] = l0;
+  d[1] = _mm_movehl_ps(l0, l0);
+  d[2] = l1;
+  d[3] = _mm_movehl_ps(l1, l1);
+  d[4] = h0;
+  d[5] = _mm_movehl_ps(h0, h0);
+  d[6] = h1;
+  d[7] = _mm_movehl_ps(h1, h1);
 }
+AI __m128 load2(const float* p) { return _mm_castsi128_ps(_mm_loadl_epi64((const __m128i*)p)); }
+AI void store2(float* p, __m128 v) { _mm_storel_epi64((__m128i*)p, _mm_castps_si128(v)); }
 
-AI void output_t(const float* mp, size_t pstride, float bias, float lo, float hi, float* const* orows,
-                 const float* const* rrows, const int* ncols, const int m, const float* at) {
+AI void output_t(const float* mp, size_t pstride, float bias, float lo, float hi, float* out, const float* res,
+                 const ptrdiff_t* offs, const int* ncols, const int m, const float* at) {
   const int T = m + 2;
   __m256 z[CNN_WINO_TMAX * CNN_WINO_TMAX];
 #pragma GCC unroll 8
@@ -104,50 +120,70 @@ AI void output_t(const float* mp, size_t pstride, float bias, float lo, float hi
       z[i * T + q] = acc;
     }
   const __m256 vb = _mm256_set1_ps(bias), vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
+  const __m128 vlo4 = _mm_set1_ps(lo), vhi4 = _mm_set1_ps(hi);
 #pragma GCC unroll 8
   for (int i = 0; i < m; i++) {
-    __m256 a[8];
+    __m256 a[6];
 #pragma GCC unroll 8
     for (int j = 0; j < m; j++) {
       __m256 acc = vb;
 #pragma GCC unroll 8
       for (int q = 0; q < T; q++)
         if (at[j * T + q] != 0.0f) acc = _mm256_fmadd_ps(_mm256_set1_ps(at[j * T + q]), z[i * T + q], acc);
-      a[j] = acc;
+      /* without a residual the clamp goes here, on 8 tiles at once (NaN propagates: min/max return the 2nd
+       * operand when one is NaN) */
+      a[j] = res ? acc : _mm256_min_ps(vhi, _mm256_max_ps(vlo, acc));
     }
-#pragma GCC unroll 8
-    for (int j = m; j < 8; j++) a[j] = _mm256_setzero_ps();
-    cnn_avx2_transpose8x8(a); /* a[l]: row i of lane l's tile */
-    /* full rows: plain 128/64-bit loads and stores (masked stores are slow on AMD); partial rows: scalar */
+    __m128 c4[8], c2[8];
+    if (m == 2) cols2(a, c4);
+    if (m >= 4) cols4(a, c4);
+    if (m == 6) cols2(a + 4, c2);
+    /* full rows: 128/64-bit loads and stores (masked stores are slow on AMD); partial rows: scalar */
     for (int l = 0; l < 8; l++) {
-      float* o = orows[i * L + l];
-      if (!o) continue;
-      const float* r = rrows ? rrows[i * L + l] : NULL;
-      __m256 t = a[l];
-      if (ncols[l] == m) {
-        if (r) t = _mm256_add_ps(t, load_m(r, m));
-        t = _mm256_min_ps(vhi, _mm256_max_ps(vlo, t)); /* NaN propagates */
-        store_m(o, t, m);
-      } else {
-        float tmp[8];
-        _mm256_storeu_ps(tmp, t);
-        for (int j = 0; j < ncols[l]; j++) {
-          float u = tmp[j];
-          if (r) u += r[j];
-          u = u < lo ? lo : u;
-          o[j] = u > hi ? hi : u;
+      const ptrdiff_t of = offs[i * L + l];
+      if (of < 0) continue;
+      float* o = out + of;
+      __m128 v0 = c4[l], v1 = m == 6 ? c2[l] : _mm_setzero_ps();
+      if (res) {
+        const float* r = res + of;
+        if (ncols[l] == m) {
+          v0 = _mm_add_ps(v0, m == 2 ? load2(r) : _mm_loadu_ps(r));
+          if (m == 6) v1 = _mm_add_ps(v1, load2(r + 4));
+        } else {
+          float t[8], u[8];
+          _mm_storeu_ps(t, v0);
+          _mm_storeu_ps(t + 4, v1);
+          for (int j = 0; j < ncols[l]; j++) u[j] = t[j] + r[j];
+          for (int j = ncols[l]; j < 8; j++) u[j] = 0.0f;
+          v0 = _mm_loadu_ps(u);
+          v1 = _mm_loadu_ps(u + 4);
         }
+        v0 = _mm_min_ps(vhi4, _mm_max_ps(vlo4, v0));
+        v1 = _mm_min_ps(vhi4, _mm_max_ps(vlo4, v1));
+      }
+      if (ncols[l] == m) {
+        if (m == 2) {
+          store2(o, v0);
+        } else {
+          _mm_storeu_ps(o, v0);
+          if (m == 6) store2(o + 4, v1);
+        }
+      } else {
+        float t[8];
+        _mm_storeu_ps(t, v0);
+        _mm_storeu_ps(t + 4, v1);
+        for (int j = 0; j < ncols[l]; j++) o[j] = t[j];
       }
     }
   }
 }
 
 void cnn_wino_output__avx2(const cnn_wino_tx* tx, const float* mp, size_t pstride, float bias, float lo, float hi,
-                           float* const* orows, const float* const* rrows, const int* ncols) {
+                           float* out, const float* res, const ptrdiff_t* offs, const int* ncols) {
   switch (tx->m) {
-    case 2: output_t(mp, pstride, bias, lo, hi, orows, rrows, ncols, 2, AT2); break;
-    case 4: output_t(mp, pstride, bias, lo, hi, orows, rrows, ncols, 4, AT4); break;
-    default: output_t(mp, pstride, bias, lo, hi, orows, rrows, ncols, 6, AT6); break;
+    case 2: output_t(mp, pstride, bias, lo, hi, out, res, offs, ncols, 2, AT2); break;
+    case 4: output_t(mp, pstride, bias, lo, hi, out, res, offs, ncols, 4, AT4); break;
+    default: output_t(mp, pstride, bias, lo, hi, out, res, offs, ncols, 6, AT6); break;
   }
 }
 #else

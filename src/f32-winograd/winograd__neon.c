@@ -117,8 +117,8 @@ AI float32x4_t clamp(float32x4_t t, float32x4_t vlo, float32x4_t vhi) {
 }
 
 /* one half (tiles h*4 .. h*4+3) */
-AI void output_h(const float* mp, size_t pstride, float bias, float lo, float hi, float* const* orows,
-                 const float* const* rrows, const int* ncols, const int m, const float* at, const int h) {
+AI void output_h(const float* mp, size_t pstride, float bias, float lo, float hi, float* out, const float* res,
+                 const ptrdiff_t* offs, const int* ncols, const int m, const float* at, const int h) {
   const int T = m + 2;
   float32x4_t z[CNN_WINO_TMAX * CNN_WINO_TMAX];
 #pragma GCC unroll 8
@@ -150,9 +150,10 @@ AI void output_h(const float* mp, size_t pstride, float bias, float lo, float hi
     if (m > 4) tr4(a + H);
     /* full rows: plain 128/64-bit loads and stores; partial rows: scalar */
     for (int l = 0; l < H; l++) {
-      float* o = orows[i * L + h * H + l];
-      if (!o) continue;
-      const float* r = rrows ? rrows[i * L + h * H + l] : NULL;
+      const ptrdiff_t of = offs[i * L + h * H + l];
+      if (of < 0) continue;
+      float* o = out + of;
+      const float* r = res ? res + of : NULL;
       float32x4_t t0 = a[l], t1 = a[H + l];
       if (ncols[h * H + l] == m) {
         if (r) {
@@ -179,18 +180,18 @@ AI void output_h(const float* mp, size_t pstride, float bias, float lo, float hi
   }
 }
 
-AI void output_t(const float* mp, size_t pstride, float bias, float lo, float hi, float* const* orows,
-                 const float* const* rrows, const int* ncols, const int m, const float* at) {
-  output_h(mp, pstride, bias, lo, hi, orows, rrows, ncols, m, at, 0);
-  output_h(mp, pstride, bias, lo, hi, orows, rrows, ncols, m, at, 1);
+AI void output_t(const float* mp, size_t pstride, float bias, float lo, float hi, float* out, const float* res,
+                 const ptrdiff_t* offs, const int* ncols, const int m, const float* at) {
+  output_h(mp, pstride, bias, lo, hi, out, res, offs, ncols, m, at, 0);
+  output_h(mp, pstride, bias, lo, hi, out, res, offs, ncols, m, at, 1);
 }
 
 void cnn_wino_output__neon(const cnn_wino_tx* tx, const float* mp, size_t pstride, float bias, float lo, float hi,
-                           float* const* orows, const float* const* rrows, const int* ncols) {
+                           float* out, const float* res, const ptrdiff_t* offs, const int* ncols) {
   switch (tx->m) {
-    case 2: output_t(mp, pstride, bias, lo, hi, orows, rrows, ncols, 2, AT2); break;
-    case 4: output_t(mp, pstride, bias, lo, hi, orows, rrows, ncols, 4, AT4); break;
-    default: output_t(mp, pstride, bias, lo, hi, orows, rrows, ncols, 6, AT6); break;
+    case 2: output_t(mp, pstride, bias, lo, hi, out, res, offs, ncols, 2, AT2); break;
+    case 4: output_t(mp, pstride, bias, lo, hi, out, res, offs, ncols, 4, AT4); break;
+    default: output_t(mp, pstride, bias, lo, hi, out, res, offs, ncols, 6, AT6); break;
   }
 }
 #else

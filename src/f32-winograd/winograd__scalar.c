@@ -116,7 +116,7 @@ void cnn_wino_input__scalar(const cnn_wino_tx* tx, const float* const* rows, flo
 }
 
 void cnn_wino_output__scalar(const cnn_wino_tx* tx, const float* mp, size_t pstride, float bias, float lo, float hi,
-                             float* const* orows, const float* const* rrows, const int* ncols) {
+                             float* out, const float* res, const ptrdiff_t* offs, const int* ncols) {
   const int T = tx->T, m = tx->m;
   float z[CNN_WINO_TMAX * CNN_WINO_TMAX][L];
   /* z[i][q] = sum_p AT[i][p] M[p][q] */
@@ -145,9 +145,10 @@ void cnn_wino_output__scalar(const cnn_wino_tx* tx, const float* mp, size_t pstr
       }
     }
     for (int l = 0; l < L; l++) {
-      float* o = orows[i * L + l];
-      if (!o) continue;
-      const float* r = rrows ? rrows[i * L + l] : NULL;
+      const ptrdiff_t of = offs[i * L + l];
+      if (of < 0) continue;
+      float* o = out + of;
+      const float* r = res ? res + of : NULL;
       for (int j = 0; j < ncols[l]; j++) {
         float t = y[j][l];
         if (r) t += r[j];

@@ -441,14 +441,15 @@ static void wino_task(void* vctx, size_t tid, size_t i, size_t j) {
       obase[k] = 0;
     }
   }
-  float* orows[CNN_WINO_TMAX * CNN_WINO_LANES];
-  const float* rrows[CNN_WINO_TMAX * CNN_WINO_LANES];
   /* pooled output: the transform writes each 8-tile group's m x m tiles (clamped) into tbuf (row ii of lane l at
    * tbuf + (ii*L + l)*8), then 2x2 maxima go to the pooled planes (ph x pw); tiles start at even rows and columns,
    * so the windows of pooled rows/columns [0, ph) x [0, pw) are whole inside tiles */
   const size_t ph = oh / 2, pw = ow / 2, phw = ph * pw;
   float tbuf[CNN_WINO_TMAX * CNN_WINO_LANES * 8];
   int tcols[CNN_WINO_LANES];
+  ptrdiff_t tofs[CNN_WINO_TMAX * CNN_WINO_LANES];
+  /* row offsets (within a channel plane) of every group's lanes: offs + (g8/L)*m*L, -1 for rows not written */
+  ptrdiff_t offs[(64 / CNN_WINO_LANES) * CNN_WINO_TMAX * CNN_WINO_LANES];
   if (x->pool) {
     for (size_t k = 0; k < nbpad; k++) {
       if (k < nt) {
@@ -459,6 +460,14 @@ static void wino_task(void* vctx, size_t tid, size_t i, size_t j) {
       }
     }
     for (size_t l = 0; l < L; l++) tcols[l] = (int)m;
+    for (size_t e = 0; e < m * L; e++) tofs[e] = (ptrdiff_t)(e * 8);
+  } else {
+    for (size_t g8 = 0; g8 < nbpad; g8 += L)
+      for (size_t l = 0; l < L; l++)
+        for (size_t ii = 0; ii < m; ii++) {
+          const size_t k = g8 + l;
+          offs[(g8 / L) * m * L + ii * L + l] = ii < (size_t)orow_n[k] ? (ptrdiff_t)(obase[k] + ii * ow) : -1;
+        }
   }
   for (size_t ib = c0; ib < c1; ib += mb) {
     const size_t mc = cnn_min_sz(mb, c1 - ib);
@@ -472,13 +481,11 @@ static void wino_task(void* vctx, size_t tid, size_t i, size_t j) {
       }
     }
     if (x->pool) {
-      for (size_t ii = 0; ii < m; ii++)
-        for (size_t l = 0; l < L; l++) orows[ii * L + l] = tbuf + (ii * L + l) * 8;
       for (size_t co = ib; co < ib + mc; co++) {
         const float b = ww->bias ? ww->bias[co] : 0.0f;
         float* const out_c = x->out + co * phw;
         for (size_t g8 = 0; g8 < nt; g8 += L) {
-          ww->out_fn(ww->tx, mbuf + (co - ib) * nbpad + g8, mstride, b, ww->lo, ww->hi, orows, NULL, tcols);
+          ww->out_fn(ww->tx, mbuf + (co - ib) * nbpad + g8, mstride, b, ww->lo, ww->hi, tbuf, NULL, tofs, tcols);
           for (size_t l = 0; l < L && g8 + l < nt; l++) {
             const size_t k = g8 + l;
             for (int r = 0; r < orow_n[k]; r++) {
@@ -501,19 +508,11 @@ static void wino_task(void* vctx, size_t tid, size_t i, size_t j) {
       float* const out_c = x->out + co * ohw;
       const float* const res_c = x->res ? x->res + co * ohw : NULL;
       for (size_t g8 = 0; g8 < nt; g8 += L) {
-        for (size_t l = 0; l < L; l++) {
-          const size_t k = g8 + l;
-          const size_t ni = (size_t)orow_n[k];
-          for (size_t ii = 0; ii < m; ii++) {
-            orows[ii * L + l] = ii < ni ? out_c + obase[k] + ii * ow : NULL;
-            rrows[ii * L + l] = ii < ni && res_c ? res_c + obase[k] + ii * ow : NULL;
-          }
-        }
-        ww->out_fn(ww->tx, mbuf + (co - ib) * nbpad + g8, mstride, b, ww->lo, ww->hi, orows, x->res ? rrows : NULL,
-                   ocol_n + g8);
+        const ptrdiff_t* go = offs + (g8 / L) * m * L;
+        ww->out_fn(ww->tx, mbuf + (co - ib) * nbpad + g8, mstride, b, ww->lo, ww->hi, out_c, res_c, go, ocol_n + g8);
         if (ww->act_fn)
           for (size_t e = 0; e < m * L; e++)
-            if (orows[e]) ww->act_fn(&ww->act, orows[e], orows[e], (size_t)ocol_n[g8 + e % L]);
+            if (go[e] >= 0) ww->act_fn(&ww->act, out_c + go[e], out_c + go[e], (size_t)ocol_n[g8 + e % L]);
       }
     }
   }

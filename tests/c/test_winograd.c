@@ -96,9 +96,7 @@ static void kernels_vs_scalar(const char* isa, cnn_wino_in_fn input_fn, cnn_wino
     float d[8][8][8]; /* [lane][row][8 readable columns] */
     const float* rows[64];
     float v0[64 * 24], v1[64 * 24], y0[8][6][8], y1[8][6][8], res[8][6][8];
-    float* or0[48];
-    float* or1[48];
-    const float* rr[48];
+    ptrdiff_t offs[48]; /* row i of lane l: (l*6 + i)*8 in y0 / y1 / res */
     int ncols[8];
     double worst_in = 0, worst_out = 0;
     for (int rep = 0; rep < 50; rep++) {
@@ -138,19 +136,15 @@ static void kernels_vs_scalar(const char* isa, cnn_wino_in_fn input_fn, cnn_wino
             y0[l][i][j] = y1[l][i][j] = 7.0f;
             res[l][i][j] = rng_f() * scale;
           }
-        for (int i = 0; i < m; i++) {
-          or0[i * L + l] = i < nrows ? y0[l][i] : NULL;
-          or1[i * L + l] = i < nrows ? y1[l][i] : NULL;
-          rr[i * L + l] = i < nrows ? res[l][i] : NULL;
-        }
+        for (int i = 0; i < m; i++) offs[i * L + l] = i < nrows ? (ptrdiff_t)((l * 6 + (size_t)i) * 8) : -1;
       }
-      cnn_wino_output__scalar(tx, v0, ps, bias, lo, hi, or0, with_res ? rr : NULL, ncols);
-      output_fn(tx, v0, ps, bias, lo, hi, or1, with_res ? rr : NULL, ncols);
+      cnn_wino_output__scalar(tx, v0, ps, bias, lo, hi, &y0[0][0][0], with_res ? &res[0][0][0] : NULL, offs, ncols);
+      output_fn(tx, v0, ps, bias, lo, hi, &y1[0][0][0], with_res ? &res[0][0][0] : NULL, offs, ncols);
       int sentinel_ok = 1;
       for (size_t l = 0; l < L; l++)
         for (int i = 0; i < 6; i++)
           for (int j = 0; j < 8; j++) {
-            const int written = i < m && or0[i * L + l] && j < ncols[l];
+            const int written = i < m && offs[i * L + l] >= 0 && j < ncols[l];
             if (!written) {
               sentinel_ok &= y0[l][i][j] == 7.0f && y1[l][i][j] == 7.0f;
               continue;
