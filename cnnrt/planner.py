@@ -118,6 +118,17 @@ class PlanInfo:
             for sid in list(ins) + [out]:
                 first.setdefault(sid, idx)
                 last[sid] = idx
+        # a slice of a Concat output (written in place by its producer) must survive until the Concat output's last
+        # reader, and the Concat output is live from its first slice's producer on
+        for sid, s in enumerate(st):
+            p = s.get("parent")
+            if p is not None and sid in first:
+                first[p] = min(first.get(p, first[sid]), first[sid])
+                last[p] = max(last.get(p, last[sid]), last[sid])
+        for sid, s in enumerate(st):
+            p = s.get("parent")
+            if p is not None and sid in first:
+                last[sid] = max(last[sid], last[p])
         res = []
         for sid, s in enumerate(st):
             if s["kind"] == _core.ST_ARENA and sid in first:
@@ -130,11 +141,12 @@ def _round(x):
 
 
 class _Storage:
-    __slots__ = ("kind", "arg", "nbytes", "first", "last")
+    __slots__ = ("kind", "arg", "nbytes", "first", "last", "parent", "sub")
 
     def __init__(self, kind, arg, nbytes):
         self.kind, self.arg, self.nbytes = kind, arg, nbytes
         self.first, self.last = None, None
+        self.parent, self.sub = None, 0  # a slice of another arena storage (a Concat input written in place)
 
 
 class Lowering:
@@ -333,14 +345,23 @@ class Lowering:
         for name, sid in self.storage_of.items():
             values.setdefault(sid, {})[name] = tuple(self.shapes.get(name, ()))
         storages = [{"kind": st.kind, "offset": st.arg if st.kind == _core.ST_ARENA else None,
-                     "nbytes": _round(max(st.nbytes, 4)) if st.kind == _core.ST_ARENA else st.nbytes,
-                     "values": values.get(sid, {})} for sid, st in enumerate(self.storages)]
+                     "nbytes": (st.nbytes if st.parent is not None else _round(max(st.nbytes, 4)))
+                     if st.kind == _core.ST_ARENA else st.nbytes,
+                     "values": values.get(sid, {}), "parent": st.parent} for sid, st in enumerate(self.storages)]
         steps = [(sid_of(out), [sid_of(i) for i in ins if i is not None]) for _, out, ins, _ in self.ops]
         return {"storages": storages, "steps": steps}
 
     def _assign_offsets(self) -> int:
-        """Greedy by size (largest first): lowest offset that overlaps no placed tensor alive at the same time."""
-        items = [(st.nbytes, i) for i, st in enumerate(self.storages) if st.kind == _core.ST_ARENA and st.first is not None]
+        """Greedy by size (largest first): lowest offset that overlaps no placed tensor alive at the same time.
+        Slices (Concat inputs written in place) are not placed: they live inside their parent, whose lifetime is
+        widened to cover theirs, and get the parent's offset plus their own."""
+        for st in self.storages:
+            if st.parent is not None and st.first is not None:
+                p = self.storages[st.parent]
+                p.first = st.first if p.first is None else min(p.first, st.first)
+                p.last = st.last if p.last is None else max(p.last, st.last)
+        items = [(st.nbytes, i) for i, st in enumerate(self.storages)
+                 if st.kind == _core.ST_ARENA and st.first is not None and st.parent is None]
         items.sort(key=lambda t: (-t[0], t[1]))
         placed: List[Tuple[int, int, int, int]] = []  # (offset, end, first, last)
         top = 0
@@ -356,6 +377,9 @@ class Lowering:
             st.arg = off
             placed.append((off, off + size, st.first, st.last))
             top = max(top, off + size)
+        for st in self.storages:
+            if st.parent is not None:
+                st.arg = self.storages[st.parent].arg + st.sub
         return top
 
 
@@ -853,11 +877,34 @@ def lower_concat(L, node):
     out = node.outputs[0]
     L.define(out, out_shape)
     ost = _strides(out_shape)
+    # where each input is one contiguous block of the output (nothing but 1s before the axis: channels at batch 1),
+    # an input that only this Concat reads is produced straight into its block: no copy
+    psid = L.storage_of[out]
+    into = _prod(out_shape[:a]) == 1 and L.storages[psid].kind == _core.ST_ARENA
     off = 0
     for i, s in zip(ins, shapes):
         if _prod(s):
-            L.emit(node, "copy", "add_copy", out, [i], (list(s), _strides(s), ost, 0, off * ost[a]), 0)
+            if into and _can_place_into(L, node, i, psid):
+                st = L.storages[L.storage_of[i]]
+                st.parent, st.sub = psid, off * ost[a] * 4
+            else:
+                L.emit(node, "copy", "add_copy", out, [i], (list(s), _strides(s), ost, 0, off * ost[a]), 0)
         off += s[a]
+
+
+def _can_place_into(L, node, name, psid) -> bool:
+    """`name` can live inside storage psid: an arena tensor of its own (no view, no in-place sharing, not a slice or
+    a parent itself), read by this node once and by no other node, not a graph output."""
+    sid = L.storage_of.get(name)
+    if sid is None or sid == psid or name in L.graph_outputs:
+        return False
+    st = L.storages[sid]
+    if st.kind != _core.ST_ARENA or st.parent is not None or any(s.parent == sid for s in L.storages):
+        return False
+    if sum(1 for v in L.storage_of.values() if v == sid) != 1:
+        return False
+    rd = L.readers.get(name, [])
+    return len(rd) == 1 and rd[0] is node and sum(1 for i in node.inputs if i == name) == 1
 
 
 def lower_split(L, node):

@@ -1169,13 +1169,21 @@ def assert_arena_plan_is_sound(info):
     """No two arena tensors that are alive at the same time overlap; each fits the values it holds, inside the arena.
     Lifetimes are recomputed from the C node list (PlanInfo.arena_tensors)."""
     ts = info.arena_tensors()
+    by_sid = {t["sid"]: t for t in ts}
     for t in ts:
-        assert t["offset"] % 64 == 0
         assert t["offset"] + t["nbytes"] <= info.arena_bytes
         for name, shape in t["values"].items():
             assert int(np.prod(shape, dtype=np.int64)) * 4 <= t["nbytes"], f"{name} {shape} does not fit"
+        if t["parent"] is None:
+            assert t["offset"] % 64 == 0
+        else:  # a Concat input produced in place: inside its parent, alive (for the check) until the parent's end
+            p = by_sid[t["parent"]]
+            assert p["offset"] <= t["offset"] and t["offset"] + t["nbytes"] <= p["offset"] + p["nbytes"]
+            assert p["first"] <= t["first"] and t["last"] == p["last"]
     for i, a in enumerate(ts):
         for b in ts[i + 1:]:
+            if a["sid"] == b["parent"] or b["sid"] == a["parent"]:
+                continue
             live_together = not (a["last"] < b["first"] or b["last"] < a["first"])
             disjoint = a["offset"] + a["nbytes"] <= b["offset"] or b["offset"] + b["nbytes"] <= a["offset"]
             assert disjoint or not live_together, f"{a['values']} and {b['values']} overlap while both alive"
@@ -1267,6 +1275,44 @@ def test_no_live_tensors_overlap(optimize):
         s = cnnrt.Session(mm.SerializeToString(), optimize_graph=optimize)
         assert_arena_plan_is_sound(s.plan_info({"x": (2, 4 if mm.graph.input[0].type.tensor_type.shape.dim[1]
                                                      .dim_value == 4 else 3, 16, 16)}))
+
+
+def fire_model(extra_reader=False, cat_is_output=False):
+    """SqueezeNet's fire module: squeeze 1x1, then expand 1x1 and expand 3x3 concatenated on channels."""
+    nodes = [conv_node("x", "sq", name="squeeze", w="w_sq", b="b_sq", pads=[0, 0, 0, 0]),
+             helper.make_node("Relu", ["sq"], ["sr"]),
+             conv_node("sr", "e1", name="expand1", w="w_e1", b="b_e", pads=[0, 0, 0, 0]),
+             helper.make_node("Relu", ["e1"], ["r1"]),
+             conv_node("sr", "e3", name="expand3", w="w_e3", b="b_e"),
+             helper.make_node("Relu", ["e3"], ["r3"]),
+             helper.make_node("Concat", ["r1", "r3"], ["cat"], axis=1),
+             helper.make_node("MaxPool", ["cat"], ["y"], kernel_shape=[3, 3], strides=[2, 2])]
+    outs = {"y": None}
+    if extra_reader:
+        nodes.append(helper.make_node("Sigmoid", ["r3"], ["z"]))
+        outs["z"] = None
+    if cat_is_output:
+        outs["cat"] = None
+    inits = {"w_sq": rand(8, 16, 1, 1, seed=31), "b_sq": rand(8, seed=32), "w_e1": rand(16, 8, 1, 1, seed=33),
+             "w_e3": rand(16, 8, 3, 3, seed=34) * 0.3, "b_e": rand(16, seed=35)}
+    return model(nodes, {"x": ["N", 16, 13, 11]}, outs, inits, opset=13)
+
+
+@pytest.mark.parametrize("case", ["plain", "extra_reader", "cat_is_output"])
+@pytest.mark.parametrize("batch", [1, 2])
+def test_concat_inputs_are_produced_in_place(case, batch):
+    m = fire_model(extra_reader=case == "extra_reader", cat_is_output=case == "cat_is_output")
+    s = check(m, rand(batch, 16, 13, 11, seed=batch))
+    info = s.plan_info({"x": (batch, 16, 13, 11)})
+    ts = assert_arena_plan_is_sound(info)
+    copies = [n for n in info.nodes if n.op == "Concat"]
+    slices = [t for t in ts if t["parent"] is not None]
+    if batch == 1 and case == "plain":
+        assert not copies and len(slices) == 2  # both expand convs write into the Concat output
+    elif batch == 1 and case == "extra_reader":
+        assert len(copies) == 1 and len(slices) == 1  # r3 is read again: copied; r1 in place
+    else:  # batch 2: the blocks are strided; a graph output is the caller's array: copies
+        assert len(copies) == 2 and not slices
 
 
 def test_overlap_checker_catches_a_bad_plan():
