@@ -33,6 +33,11 @@ typedef struct cnn_gemm_epilogue {
 typedef void (*cnn_gemm_ukernel_fn)(size_t m, size_t n, size_t kc, const float* a, const float* b, float* c,
                                     size_t ldc, int accumulate, const cnn_gemm_epilogue* epi);
 
+/* Micro-kernel on an unpacked B: row k of the kc x NR block at b + k*ldb (ldb >= NR), the A panel packed as above.
+ * Columns [0, NR) of every row may be read whatever n (callers pass only full panels: n == NR). */
+typedef void (*cnn_gemm_ukernel_ldb_fn)(size_t m, size_t n, size_t kc, const float* a, const float* b, size_t ldb,
+                                        float* c, size_t ldc, int accumulate, const cnn_gemm_epilogue* epi);
+
 /* Blocking parameters and kernel of one ISA (data, not literals in code). */
 typedef struct cnn_gemm_config {
   int isa;
@@ -42,6 +47,8 @@ typedef struct cnn_gemm_config {
   /* M == 1 kernel (GEMV step) on the same nr-column B panels, a = one contiguous row of kc floats; NULL: use
    * ukernel. */
   cnn_gemm_ukernel_fn gemv;
+  /* the ukernel on an unpacked B (1x1 convolutions read the input in place), or NULL */
+  cnn_gemm_ukernel_ldb_fn ukernel_ldb;
 } cnn_gemm_config;
 
 /* Config for `isa` (NULL if not built/supported); isa < 0 means the active ISA. */
@@ -50,6 +57,13 @@ const cnn_gemm_config* cnn_gemm_config_get(int isa);
 /* Micro-kernels (scalar is the reference; each optimized one is tested against it). */
 void cnn_f32_gemm_ukernel_6x16__scalar(size_t m, size_t n, size_t kc, const float* a, const float* b, float* c,
                                        size_t ldc, int accumulate, const cnn_gemm_epilogue* epi);
+
+void cnn_f32_gemm_ukernel_6x16_ldb__scalar(size_t m, size_t n, size_t kc, const float* a, const float* b, size_t ldb,
+                                           float* c, size_t ldc, int accumulate, const cnn_gemm_epilogue* epi);
+#if defined(__x86_64__)
+void cnn_f32_gemm_ukernel_6x16_ldb__avx2(size_t m, size_t n, size_t kc, const float* a, const float* b, size_t ldb,
+                                         float* c, size_t ldc, int accumulate, const cnn_gemm_epilogue* epi);
+#endif
 
 /* 1x16 (GEMV) micro-kernels: m must be 1 (0: nothing), a is kc contiguous floats, b a kc x 16 panel. */
 void cnn_f32_gemm_ukernel_1x16__scalar(size_t m, size_t n, size_t kc, const float* a, const float* b, float* c,
@@ -100,6 +114,13 @@ void cnn_gemm_macro_kernel_pf(const cnn_gemm_config* cfg, size_t m, size_t n, si
                               const float* bpack, float* c, size_t ldc, int accumulate, int last,
                               const cnn_gemm_epilogue* epi, cnn_gemm_act_fn act_fn, const cnn_act* act,
                               const void* pf, size_t pf_bytes);
+
+/* Macro-kernel on an unpacked B (row k at b + k*ldb, n a multiple of nr, cfg->ukernel_ldb set): as
+ * cnn_gemm_macro_kernel_pf, and prefetches the next panel's rows of B while the A panels run over this one. */
+void cnn_gemm_macro_kernel_ldb(const cnn_gemm_config* cfg, size_t m, size_t n, size_t kc, const float* apack,
+                               const float* b, size_t ldb, float* c, size_t ldc, int accumulate, int last,
+                               const cnn_gemm_epilogue* epi, cnn_gemm_act_fn act_fn, const cnn_act* act,
+                               const void* pf, size_t pf_bytes);
 
 /* Task tiling for a parallel GEMM of `outer` independent M x N problems: tasks of mt rows (multiple of mr) x nt
  * columns (multiple of nr, <= max(nc, nr)), m_tasks x n_tasks per problem. With nthreads > 1 the tasks are split

@@ -13,8 +13,8 @@ static const int32_t g_mask[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0
 
 #define STEP(off)                                                  \
   do {                                                             \
-    const __m256 b0 = _mm256_load_ps(b + (off) * 16);              \
-    const __m256 b1 = _mm256_load_ps(b + (off) * 16 + 8);          \
+    const __m256 b0 = _mm256_loadu_ps(b + (off) * ldb);            \
+    const __m256 b1 = _mm256_loadu_ps(b + (off) * ldb + 8);        \
     STEP_AB(b0, b1);                                               \
   } while (0)
 
@@ -155,12 +155,10 @@ static void narrow_tile(size_t m, size_t n, size_t kc, const float* a, const flo
 #undef NA
 #undef NB
 
-void cnn_f32_gemm_ukernel_6x16__avx2(size_t m, size_t n, size_t kc, const float* a, const float* b, float* c,
-                                     size_t ldc, int accumulate, const cnn_gemm_epilogue* epi) {
-  if (n <= 4) {
-    narrow_tile(m, n, kc, a, b, c, ldc, accumulate, epi);
-    return;
-  }
+/* The 5..16-column tile; row k of B at b + k*ldb (16 for a packed panel). */
+static inline __attribute__((always_inline)) void tile_6x16(size_t m, size_t n, size_t kc, const float* a,
+                                                             const float* b, const size_t ldb, float* c, size_t ldc,
+                                                             int accumulate, const cnn_gemm_epilogue* epi) {
   __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
   __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
   __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
@@ -176,7 +174,7 @@ void cnn_f32_gemm_ukernel_6x16__avx2(size_t m, size_t n, size_t kc, const float*
      * the panel are computed (half the FMAs); the high accumulators stay zero and are never stored (mask 0) */
 #pragma GCC unroll 4
     for (; k != 0; k--) {
-      const __m256 b0 = _mm256_load_ps(b);
+      const __m256 b0 = _mm256_loadu_ps(b);
       c00 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + 0), b0, c00);
       c10 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + 1), b0, c10);
       c20 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + 2), b0, c20);
@@ -184,14 +182,14 @@ void cnn_f32_gemm_ukernel_6x16__avx2(size_t m, size_t n, size_t kc, const float*
       c40 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + 4), b0, c40);
       c50 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + 5), b0, c50);
       a += 6;
-      b += 16;
+      b += ldb;
     }
   } else {
 #pragma GCC unroll 4
     for (; k != 0; k--) {
       STEP(0);
       a += 6;
-      b += 16;
+      b += ldb;
     }
   }
 
@@ -294,3 +292,16 @@ void cnn_f32_gemm_ukernel_6x16__avx2(size_t m, size_t n, size_t kc, const float*
 #undef STORE_PART
 }
 
+void cnn_f32_gemm_ukernel_6x16__avx2(size_t m, size_t n, size_t kc, const float* a, const float* b, float* c,
+                                     size_t ldc, int accumulate, const cnn_gemm_epilogue* epi) {
+  if (n <= 4) {
+    narrow_tile(m, n, kc, a, b, c, ldc, accumulate, epi);
+    return;
+  }
+  tile_6x16(m, n, kc, a, b, 16, c, ldc, accumulate, epi);
+}
+
+void cnn_f32_gemm_ukernel_6x16_ldb__avx2(size_t m, size_t n, size_t kc, const float* a, const float* b, size_t ldb,
+                                         float* c, size_t ldc, int accumulate, const cnn_gemm_epilogue* epi) {
+  tile_6x16(m, n, kc, a, b, ldb, c, ldc, accumulate, epi);
+}

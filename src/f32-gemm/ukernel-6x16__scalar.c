@@ -10,15 +10,22 @@
  * read or written. */
 void cnn_f32_gemm_ukernel_6x16__scalar(size_t m, size_t n, size_t kc, const float* a, const float* b, float* c,
                                        size_t ldc, int accumulate, const cnn_gemm_epilogue* epi) {
+  cnn_f32_gemm_ukernel_6x16_ldb__scalar(m, n, kc, a, b, NR, c, ldc, accumulate, epi);
+}
+
+/* B unpacked: row k at b + k*ldb; only columns < n are read. */
+void cnn_f32_gemm_ukernel_6x16_ldb__scalar(size_t m, size_t n, size_t kc, const float* a, const float* b, size_t ldb,
+                                           float* c, size_t ldc, int accumulate, const cnn_gemm_epilogue* epi) {
   float acc[MR][NR];
   for (size_t i = 0; i < MR; i++)
     for (size_t j = 0; j < NR; j++) acc[i][j] = 0.0f;
   for (size_t k = 0; k < kc; k++) {
     const float* ak = a + k * MR;
-    const float* bk = b + k * NR;
+    const float* bk = b + k * ldb;
+    const size_t nv = n < NR ? n : NR;
     for (size_t i = 0; i < MR; i++) {
       const float ai = ak[i];
-      for (size_t j = 0; j < NR; j++) acc[i][j] += ai * bk[j];
+      for (size_t j = 0; j < nv; j++) acc[i][j] += ai * bk[j];
     }
   }
   if (m > MR) m = MR;

@@ -39,16 +39,12 @@ int cnn_gemm_fold_act(const cnn_act* act, float* min, float* max) {
   return 1;
 }
 
-void cnn_gemm_macro_kernel(const cnn_gemm_config* cfg, size_t m, size_t n, size_t kc, const float* apack,
-                           const float* bpack, float* c, size_t ldc, int accumulate, int last,
-                           const cnn_gemm_epilogue* epi, cnn_gemm_act_fn act_fn, const cnn_act* act) {
-  cnn_gemm_macro_kernel_pf(cfg, m, n, kc, apack, bpack, c, ldc, accumulate, last, epi, act_fn, act, NULL, 0);
-}
-
-void cnn_gemm_macro_kernel_pf(const cnn_gemm_config* cfg, size_t m, size_t n, size_t kc, const float* apack,
-                              const float* bpack, float* c, size_t ldc, int accumulate, int last,
-                              const cnn_gemm_epilogue* epi, cnn_gemm_act_fn act_fn, const cnn_act* act,
-                              const void* pf, size_t pf_bytes) {
+/* The macro-kernel on a packed B (ldb == 0: panel j/nr at bpack + j*kc) or an unpacked one (row k at
+ * bpack + k*ldb, full panels only). */
+static void macro_impl(const cnn_gemm_config* cfg, size_t m, size_t n, size_t kc, const float* apack,
+                       const float* bpack, size_t ldb, float* c, size_t ldc, int accumulate, int last,
+                       const cnn_gemm_epilogue* epi, cnn_gemm_act_fn act_fn, const cnn_act* act, const void* pf,
+                       size_t pf_bytes) {
   const size_t mr = cfg->mr, nr = cfg->nr;
   /* prefetch range [pfp, pfe) as integers (a step may pass the end), pf_step bytes per tile */
   uintptr_t pfp = (uintptr_t)pf, pfe = pfp;
@@ -58,6 +54,7 @@ void cnn_gemm_macro_kernel_pf(const cnn_gemm_config* cfg, size_t m, size_t n, si
     pf_step = cnn_div_up(cnn_div_up(pf_bytes, 64), cnn_div_up(n, nr) * cnn_div_up(m, mr)) * 64;
   }
   const cnn_gemm_ukernel_fn uk = cfg->ukernel;
+  const cnn_gemm_ukernel_ldb_fn ukl = cfg->ukernel_ldb;
   if (!last) {
     epi = NULL;
     act_fn = NULL;
@@ -65,7 +62,17 @@ void cnn_gemm_macro_kernel_pf(const cnn_gemm_config* cfg, size_t m, size_t n, si
   cnn_gemm_epilogue te;
   for (size_t j = 0; j < n; j += nr) {
     const size_t nn = cnn_min_sz(nr, n - j);
-    const float* bp = bpack + j * kc; /* panel j/nr starts at (j/nr)*nr*kc */
+    const float* bp = ldb ? bpack + j : bpack + j * kc; /* packed: panel j/nr starts at (j/nr)*nr*kc */
+    if (ldb && j + nr < n) {
+      /* unpacked B: its kc rows are kc streams, too many for the hardware prefetcher; fetch the next panel's
+       * lines while the A panels run over this one */
+      const float* q = bp + nr;
+      const int two = (((uintptr_t)q | ldb * sizeof(float)) & 63) != 0; /* rows not line-aligned: 2 lines */
+      for (size_t k = 0; k < kc; k++) {
+        __builtin_prefetch(q + k * ldb, 0, 3);
+        if (two) __builtin_prefetch(q + k * ldb + nr - 1, 0, 3);
+      }
+    }
     for (size_t i = 0; i < m; i += mr) {
       const size_t mm = cnn_min_sz(mr, m - i);
       float* cp = c + i * ldc + j;
@@ -105,11 +112,34 @@ void cnn_gemm_macro_kernel_pf(const cnn_gemm_config* cfg, size_t m, size_t n, si
       }
       for (uintptr_t q = pfp, qe = pfp + pf_step; q < qe && q < pfe; q += 64) __builtin_prefetch((const void*)q, 0, 2);
       pfp += pf_step;
-      uk(mm, nn, kc, apack + i * kc, bp, cp, ldc, accumulate, e);
+      if (ldb)
+        ukl(mm, nn, kc, apack + i * kc, bp, ldb, cp, ldc, accumulate, e);
+      else
+        uk(mm, nn, kc, apack + i * kc, bp, cp, ldc, accumulate, e);
       if (act_fn)
         for (size_t r = 0; r < mm; r++) act_fn(act, cp + r * ldc, cp + r * ldc, nn);
     }
   }
+}
+
+void cnn_gemm_macro_kernel(const cnn_gemm_config* cfg, size_t m, size_t n, size_t kc, const float* apack,
+                           const float* bpack, float* c, size_t ldc, int accumulate, int last,
+                           const cnn_gemm_epilogue* epi, cnn_gemm_act_fn act_fn, const cnn_act* act) {
+  macro_impl(cfg, m, n, kc, apack, bpack, 0, c, ldc, accumulate, last, epi, act_fn, act, NULL, 0);
+}
+
+void cnn_gemm_macro_kernel_pf(const cnn_gemm_config* cfg, size_t m, size_t n, size_t kc, const float* apack,
+                              const float* bpack, float* c, size_t ldc, int accumulate, int last,
+                              const cnn_gemm_epilogue* epi, cnn_gemm_act_fn act_fn, const cnn_act* act,
+                              const void* pf, size_t pf_bytes) {
+  macro_impl(cfg, m, n, kc, apack, bpack, 0, c, ldc, accumulate, last, epi, act_fn, act, pf, pf_bytes);
+}
+
+void cnn_gemm_macro_kernel_ldb(const cnn_gemm_config* cfg, size_t m, size_t n, size_t kc, const float* apack,
+                               const float* b, size_t ldb, float* c, size_t ldc, int accumulate, int last,
+                               const cnn_gemm_epilogue* epi, cnn_gemm_act_fn act_fn, const cnn_act* act,
+                               const void* pf, size_t pf_bytes) {
+  macro_impl(cfg, m, n, kc, apack, b, ldb, c, ldc, accumulate, last, epi, act_fn, act, pf, pf_bytes);
 }
 
 void cnn_gemm_tiling_init(const cnn_gemm_config* cfg, size_t M, size_t N, size_t outer, size_t nthreads,

@@ -239,6 +239,74 @@ static void test_ukernels(void) {
 #endif
 }
 
+/* The unpacked-B micro-kernels (1x1 convolutions read B in place): AVX2 vs the scalar one on full panels (the only
+ * ones callers pass), every m, B rows ldb >= 16 apart (past n: garbage that must not matter), each epilogue part. */
+static void test_ukernel_ldb(void) {
+  const size_t kcs[] = {1, 3, 64, 255};
+  int fails = 0;
+  for (size_t ki = 0; ki < sizeof(kcs) / sizeof(kcs[0]); ki++) {
+    const size_t kc = kcs[ki], ldb = 16 + rng_range(0, 40);
+    float* a = falloc(kc * 6);
+    float* b = frand(kc * ldb);
+    float* ab = falloc(kc * ldb);
+    for (size_t i = 0; i < kc * ldb; i++) ab[i] = fabsf(b[i]);
+    for (size_t m = 1; m <= 6; m++) {
+      for (size_t k = 0; k < kc; k++)
+        for (size_t i = 0; i < 6; i++) a[k * 6 + i] = i < m ? rng_f() : 0.0f;
+      float aa[6 * 256];
+      for (size_t i = 0; i < kc * 6; i++) aa[i] = fabsf(a[i]);
+      float bias_row[6], res[8 * LDC];
+      rng_fill(bias_row, 6);
+      rng_fill(res, 8 * LDC);
+      for (int accumulate = 0; accumulate <= 1; accumulate++)
+        for (int eo = 0; eo < 4; eo++) { /* none, bias row, residual, all + clamp */
+          cnn_gemm_epilogue e = {NULL, NULL, NULL, LDC, -INFINITY, INFINITY};
+          if (eo == 1 || eo == 3) e.bias_row = bias_row;
+          if (eo >= 2) e.residual = res;
+          if (eo == 3) {
+            e.min = -0.3f;
+            e.max = 0.4f;
+          }
+          float c0[8 * LDC], c1[8 * LDC], cabs[8 * LDC];
+          for (size_t i = 0; i < 8 * LDC; i++) c0[i] = SENTINEL;
+          for (size_t i = 0; i < m; i++)
+            for (size_t j = 0; j < 16; j++) c0[i * LDC + j] = rng_f();
+          memcpy(c1, c0, sizeof(c0));
+          cnn_f32_gemm_ukernel_6x16_ldb__scalar(m, 16, kc, a, b, ldb, c0, LDC, accumulate, eo ? &e : NULL);
+#if defined(__x86_64__)
+          if (cnn_hw_isa_supported(CNN_ISA_AVX2))
+            cnn_f32_gemm_ukernel_6x16_ldb__avx2(m, 16, kc, a, b, ldb, c1, LDC, accumulate, eo ? &e : NULL);
+          else
+#endif
+            cnn_f32_gemm_ukernel_6x16_ldb__scalar(m, 16, kc, a, b, ldb, c1, LDC, accumulate, eo ? &e : NULL);
+          /* S: the scalar kernel on absolute values (no clamp) + |C| */
+          float ares[8 * LDC], abr[6];
+          for (size_t i = 0; i < 8 * LDC; i++) ares[i] = fabsf(res[i]);
+          for (size_t i = 0; i < 6; i++) abr[i] = fabsf(bias_row[i]);
+          cnn_gemm_epilogue ea = {e.bias_row ? abr : NULL, NULL, e.residual ? ares : NULL, LDC, -INFINITY, INFINITY};
+          for (size_t i = 0; i < 8 * LDC; i++) cabs[i] = 0;
+          cnn_f32_gemm_ukernel_6x16_ldb__scalar(m, 16, kc, aa, ab, ldb, cabs, LDC, 0, &ea);
+          int ok = 1;
+          for (size_t i = 0; i < 8 && ok; i++)
+            for (size_t j = 0; j < LDC && ok; j++) {
+              const size_t o = i * LDC + j;
+              if (i >= m || j >= 16) {
+                if (c1[o] != SENTINEL) ok = 0;
+                continue;
+              }
+              const double tol = 2 * gamma_n(kc + 4) * (cabs[o] + (accumulate ? 1.0 : 0.0));
+              if (fabs((double)c0[o] - (double)c1[o]) > tol) ok = 0;
+            }
+          if (!ok && fails++ < 10) printf("  ukernel ldb mismatch m=%zu kc=%zu ldb=%zu acc=%d epi=%d\n", m, kc, ldb, accumulate, eo);
+          CHECK(ok, "ukernel ldb vs scalar m=%zu kc=%zu ldb=%zu acc=%d epi=%d", m, kc, ldb, accumulate, eo);
+        }
+    }
+    cnn_aligned_free(a);
+    cnn_aligned_free(b);
+    cnn_aligned_free(ab);
+  }
+}
+
 /* ============================================================================================================ */
 /* sgemm and fc vs cnn_gemm_ref */
 
@@ -829,6 +897,29 @@ static void test_conv_regressions(cnn_threadpool* pool2) {
 /* Direct kernel (few input channels): Cin 1..4, Cout not a multiple of 4, 1x1..7x7, stride 1/2 (stride_h 3 too),
  * asymmetric padding, rows from 1 to over 3 register tiles (24 columns) with every tail, several row bands, batch 2,
  * in-place residual, every activation; then random shapes. */
+/* 1x1 stride-1 convolutions with 24..96 output channels per group (B read in place by the micro-kernel, a partial
+ * last panel packed): N below, at and above multiples of 16, K from 1 up past one K block, groups, batch > 1,
+ * residual (also in place), every activation; every ISA, 1 and 2 threads (run_conv_case). */
+static void test_conv_pointwise(cnn_threadpool* pool2, int ncases) {
+  for (int i = 0; i < ncases; i++) {
+    const size_t g = rng_range(0, 3) ? 1 : 2;
+    const size_t cout_g = rng_range(24, 96), cin_g = rng_range(0, 4) ? rng_range(1, 40) : rng_range(250, 300);
+    size_t h = rng_range(1, 24), w = rng_range(1, 24);
+    if (i % 4 == 0) { h = 4; w = 8 * rng_range(1, 4); } /* N a multiple of 16 */
+    const size_t batch = rng_range(1, 2);
+    if ((double)batch * g * cout_g * cin_g * h * w > 4e5) {
+      i--;
+      continue;
+    }
+    conv_case c = make_case(batch, g * cin_g, g * cout_g, g, h, w, 1, 1, 1, 1, 0, (int)rng_range(0, 1),
+                            rng_range(0, 1) == 0, CNN_ACT_NONE);
+    c.d.act = random_act();
+    c.inplace = c.with_res && rng_range(0, 2) == 0;
+    run_conv_case(&c, pool2);
+  }
+  printf("conv pointwise (B in place): %d cases\n", ncases);
+}
+
 static void test_conv_direct(cnn_threadpool* pool2, int ncases) {
   conv_case c;
   c = make_case(1, 3, 13, 1, 45, 223, 3, 3, 2, 1, 1, 1, 0, CNN_ACT_RELU); /* the SqueezeNet stem, cut short */
@@ -965,6 +1056,7 @@ int main(void) {
   cnn_threadpool* pool2 = cnn_threadpool_create(2);
   test_ukernels();
   test_gemv_ukernels();
+  test_ukernel_ldb();
 #if defined(__aarch64__)
   test_ukernel_neon();
 #endif
@@ -974,6 +1066,7 @@ int main(void) {
   test_conv_regressions(pool2);
   test_conv_random(pool2, 200);
   test_conv_stride2(pool2, 80);
+  test_conv_pointwise(pool2, 40);
   test_conv_direct(pool2, 60);
   cnn_threadpool_destroy(pool1);
   cnn_threadpool_destroy(pool2);
