@@ -1,6 +1,8 @@
 /* Unary activations, NEON (aarch64). Exact ops (none, relu, clip, leaky, hardsigmoid, hardswish) give the scalar
  * kernel's bits (compare + select, so NaN and -0 behave as the scalar ternaries; separate multiply and add, no FMA);
- * sigmoid, silu and tanh use the vector exp of neon-math.h (a few ulp from libm). */
+ * sigmoid, silu and tanh use the vector exp of neon-math.h (a few ulp from libm). Sigmoid and silu take
+ * cnn_neon_sigmoid_fast and patch the rare lanes with |x| > 87 or NaN with the general cnn_neon_sigmoid: each output
+ * depends on its own input only. */
 #include <arm_neon.h>
 #include <string.h>
 
@@ -55,15 +57,63 @@ static inline void act_loop(int type, const cnn_act* act, const float* x, float*
   if (i < n) cnn_neon_store_tail(y + i, n - i, act4(type, cnn_neon_load_tail(x + i, n - i, 0.0f), a, b));
 }
 
+/* Sigmoid (silu = 0) or silu (silu = 1) of one vector from the general sigmoid. */
+static inline float32x4_t sig4_general(int silu, float32x4_t v) {
+  const float32x4_t s = cnn_neon_sigmoid(v);
+  if (!silu) return s;
+  return vbslq_f32(vceqq_f32(s, vdupq_n_f32(0.0f)), vdupq_n_f32(0.0f), vmulq_f32(v, s));
+}
+
+static __attribute__((noinline)) float32x4_t sig4_patch(int silu, float32x4_t v, float32x4_t f) {
+  return vbslq_f32(cnn_neon_sigmoid_slow_lanes(v), sig4_general(silu, v), f);
+}
+
+static inline __attribute__((always_inline)) float32x4_t sig4_fast(int silu, float32x4_t v) {
+  const float32x4_t s = cnn_neon_sigmoid_fast(v);
+  return silu ? vmulq_f32(v, s) : s;
+}
+
+/* 4 vectors per step with one test for the rare slow lanes, then single vectors, then the tail. */
+static inline __attribute__((always_inline)) void sig_loop(int silu, const float* x, float* y, size_t n) {
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const float32x4_t v0 = vld1q_f32(x + i), v1 = vld1q_f32(x + i + 4);
+    const float32x4_t v2 = vld1q_f32(x + i + 8), v3 = vld1q_f32(x + i + 12);
+    float32x4_t f0 = sig4_fast(silu, v0), f1 = sig4_fast(silu, v1), f2 = sig4_fast(silu, v2), f3 = sig4_fast(silu, v3);
+    const uint32x4_t slow = vorrq_u32(vorrq_u32(cnn_neon_sigmoid_slow_lanes(v0), cnn_neon_sigmoid_slow_lanes(v1)),
+                                      vorrq_u32(cnn_neon_sigmoid_slow_lanes(v2), cnn_neon_sigmoid_slow_lanes(v3)));
+    if (vmaxvq_u32(slow)) {
+      f0 = sig4_patch(silu, v0, f0);
+      f1 = sig4_patch(silu, v1, f1);
+      f2 = sig4_patch(silu, v2, f2);
+      f3 = sig4_patch(silu, v3, f3);
+    }
+    vst1q_f32(y + i, f0);
+    vst1q_f32(y + i + 4, f1);
+    vst1q_f32(y + i + 8, f2);
+    vst1q_f32(y + i + 12, f3);
+  }
+  for (; i < n; i += 4) {
+    const size_t r = n - i < 4 ? n - i : 4;
+    const float32x4_t v = r == 4 ? vld1q_f32(x + i) : cnn_neon_load_tail(x + i, r, 0.0f);
+    float32x4_t f = sig4_fast(silu, v);
+    if (vmaxvq_u32(cnn_neon_sigmoid_slow_lanes(v))) f = sig4_patch(silu, v, f);
+    if (r == 4)
+      vst1q_f32(y + i, f);
+    else
+      cnn_neon_store_tail(y + i, r, f);
+  }
+}
+
 void cnn_f32_act__neon(const cnn_act* act, const float* x, float* y, size_t n) {
   switch (act->type) {
     case CNN_ACT_RELU: act_loop(CNN_ACT_RELU, act, x, y, n); break;
     case CNN_ACT_CLIP: act_loop(CNN_ACT_CLIP, act, x, y, n); break;
     case CNN_ACT_LEAKY: act_loop(CNN_ACT_LEAKY, act, x, y, n); break;
-    case CNN_ACT_SIGMOID: act_loop(CNN_ACT_SIGMOID, act, x, y, n); break;
+    case CNN_ACT_SIGMOID: sig_loop(0, x, y, n); break;
     case CNN_ACT_HARDSIGMOID: act_loop(CNN_ACT_HARDSIGMOID, act, x, y, n); break;
     case CNN_ACT_HARDSWISH: act_loop(CNN_ACT_HARDSWISH, act, x, y, n); break;
-    case CNN_ACT_SILU: act_loop(CNN_ACT_SILU, act, x, y, n); break;
+    case CNN_ACT_SILU: sig_loop(1, x, y, n); break;
     case CNN_ACT_TANH: act_loop(CNN_ACT_TANH, act, x, y, n); break;
     default:
       if (x != y && n) memmove(y, x, n * sizeof(float));

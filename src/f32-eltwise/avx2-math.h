@@ -51,6 +51,41 @@ static inline __m256 cnn_avx2_sigmoid(__m256 x) {
   return _mm256_div_ps(_mm256_blendv_ps(_mm256_set1_ps(1.0f), e, neg), d);
 }
 
+/* Fast sigmoid for lanes with |x| <= 87 (the other lanes, NaN included, are flagged by cnn_avx2_sigmoid_slow_lanes
+ * and must be replaced with cnn_avx2_sigmoid): no clamps, no float->int conversion, one division.
+ *   z = -|x|; t = z*log2(e) + 1.5*2^23 rounds z*log2(e) to the nearest integer n, which lands in t's low mantissa
+ *   bits (n in [-126, 0]); r = z - n*ln2 (Cody-Waite, two FMAs: exact first step); exp(r) = 1 + r + ... + c6 r^6
+ *   (Horner, p(0) = 1 exactly so sigmoid(0) = 0.5); e = exp(z) = p * 2^n by adding n<<23 (t's bits shifted left by
+ *   23: the bits above n's fall out) to p's exponent field: e >= exp(-87) > FLT_MIN, so it stays normal.
+ *   Coefficients: minimax relative error of exp on [-ln2/2, ln2/2] with c0 = c1 = 1 fixed, found by linear
+ *   programming on a 6001-point grid, each coefficient rounded to float in turn and the higher ones refitted:
+ *   |p(r)/exp(r) - 1| <= 0.044 * 2^-23 before rounding errors.
+ *   sigmoid = 1/(1+e) (x >= 0) or e/(1+e) (x < 0): the numerator is picked by x's sign bit (blendv). */
+static inline __m256 cnn_avx2_sigmoid_fast(__m256 x) {
+  const __m256 one = _mm256_set1_ps(1.0f), shift = _mm256_set1_ps(12582912.0f); /* 1.5 * 2^23 */
+  const __m256 z = _mm256_or_ps(x, _mm256_set1_ps(-0.0f));
+  const __m256 t = _mm256_fmadd_ps(z, _mm256_set1_ps(1.44269502f), shift);
+  const __m256 n = _mm256_sub_ps(t, shift);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693147182f), z);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-1.90465421e-09f), r);
+  __m256 p = _mm256_set1_ps(1.38089445e-3f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.37172568e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.16684076e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.66664898e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.49999994f));
+  p = _mm256_fmadd_ps(p, r, one);
+  p = _mm256_fmadd_ps(p, r, one);
+  const __m256i sc = _mm256_slli_epi32(_mm256_castps_si256(t), 23);
+  const __m256 e = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), sc));
+  const __m256 d = _mm256_add_ps(e, one);
+  return _mm256_div_ps(_mm256_blendv_ps(one, e, x), d);
+}
+
+/* Lanes where cnn_avx2_sigmoid_fast does not apply: |x| > 87 or NaN. */
+static inline __m256 cnn_avx2_sigmoid_slow_lanes(__m256 x) {
+  return _mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), x), _mm256_set1_ps(87.0f), _CMP_NLE_UQ);
+}
+
 /* tanh(x): |x| < 0.625: x + x^3*q(x^2), q of degree 4 fitted to a relative error < 5e-9; otherwise
  * sign(x) * (1-e)/(1+e), e = exp(-2|x|) (1-e >= 0.71 there: no cancellation). Saturates to +-1, NaN -> NaN. */
 static inline __m256 cnn_avx2_tanh(__m256 x) {

@@ -268,6 +268,59 @@ static void test_act(void) {
   free(want);
 }
 
+/* Dense sweep of sigmoid / silu / tanh: float bit patterns spread over [-100, 100] (every 16411th one below 1.0 in
+ * magnitude, so that exponents down to subnormals are covered, and 65536 evenly spaced in [-100, 100]) plus edge values
+ * around the fast-path limit |x| = 87, the underflow range and specials, against the double formula with the same
+ * tolerance as test_act (rtol 3 * 2^-23, atol FLT_MIN); and every output must depend on its own input only: the
+ * same values run one call per element, and in calls of random lengths starting at random offsets, give the same
+ * bits as one call over the whole array. */
+static void test_act_sweep(void) {
+  const size_t nmax = 300000;
+  float* x = falloc(nmax);
+  float* got = falloc(nmax);
+  float* alt = falloc(nmax);
+  float* want = falloc(nmax);
+  size_t n = 0;
+  for (uint32_t b = 0; b < 0x3f800000u && n + 2 < nmax; b += 16411) {
+    float f;
+    memcpy(&f, &b, 4);
+    x[n++] = f;
+    x[n++] = -f;
+  }
+  for (int k = 0; k <= 65536 && n < nmax; k++) x[n++] = -100.0f + 200.0f * (float)k / 65536.0f;
+  static const float edge[] = {86.999f, 87.0f, 87.001f, 87.5f, 88.72f, 88.73f, 89.0f, 92.0f, 103.9f, 104.0f,
+                               150.0f, 1e10f, FLT_MAX, INFINITY, NAN, FLT_MIN, 1e-45f, 0.0f};
+  for (size_t k = 0; k < sizeof(edge) / sizeof(edge[0]) && n + 2 <= nmax; k++) {
+    x[n++] = edge[k];
+    x[n++] = -edge[k];
+  }
+  const int types[3] = {CNN_ACT_SIGMOID, CNN_ACT_SILU, CNN_ACT_TANH};
+  for (size_t c = 0; c < g_ncfg; c++) {
+    for (int ti = 0; ti < 3; ti++) {
+      const cnn_act act = {types[ti], 0.0f, 0.0f};
+      g_cfgs[c]->act(&act, x, got, n);
+      for (size_t i = 0; i < n; i++) want[i] = (float)act_ref(&act, x[i]);
+      /* the scalar kernel's own bound is 4 ulp (act_tol: libm + divide); the SIMD ones 3 ulp */
+      const double rtol = c == 0 ? 4 * ULP1 : 3 * ULP1;
+      CHECK_TOL(got, want, n, FLT_MIN, rtol, "act sweep %s %s vs formula", act_name(types[ti]),
+                cnn_isa_name(g_cfgs[c]->isa));
+      for (size_t i = 0; i < n; i++) g_cfgs[c]->act(&act, x + i, alt + i, 1);
+      CHECK_BITS(alt, got, n, "act sweep %s %s one element per call", act_name(types[ti]),
+                 cnn_isa_name(g_cfgs[c]->isa));
+      for (size_t i = 0; i < n;) {
+        const size_t len = cnn_min_sz(n - i, rng_range(1, 80));
+        g_cfgs[c]->act(&act, x + i, alt + i, len);
+        i += len;
+      }
+      CHECK_BITS(alt, got, n, "act sweep %s %s random splits", act_name(types[ti]), cnn_isa_name(g_cfgs[c]->isa));
+    }
+  }
+  free(x);
+  free(got);
+  free(alt);
+  free(want);
+}
+
 /* ------------------------------------------------------------------------------------------------------------- */
 /* binary                                                                                                         */
 
@@ -1061,6 +1114,7 @@ int main(int argc, char** argv) {
 
   test_config();
   test_act();
+  test_act_sweep();
   test_binary();
   test_binary_nd(pool);
   test_pool2d();
