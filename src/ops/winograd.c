@@ -226,15 +226,19 @@ typedef struct {
   size_t mchunk, msplit; /* output channels per task (multiple of mr), chunks */
 } wgeo;
 
-/* tiles per block before the split for threads: up to 64, fewer so that the V and M buffers (T*T*(Cin+Cout)*nb
- * floats) stay near 512 KiB, at least 16 (one NR panel) */
+/* Blocking (measured on the 2-core Zen 3, 1 thread, batch-1 ResNet/VGG/SqueezeNet layers and the ConvNet at batch
+ * 32, min of alternating runs): a block of nb tiles reads the transformed weights U (T*T*Cout*Cin floats) once per
+ * output-channel pass and writes/reads V (T*T*Cin*nb) and M (T*T*mb*nb). With mb = all output channels (M in L2/L3,
+ * WINO_M_FLOATS) V is read once, and the traffic per tile is ~ U/nb + V + 2M: large-weight layers (U > 1 MiB, i.e.
+ * >= 128 channels) want few, big blocks (nb = 64: VGG 512->512 at 28x28 14.8 vs 16.6 ms with nb = 32, 19.2 ms with
+ * the old 16-tile blocks and 54-channel passes), small-weight layers want their M and V near L2 (nb = 32: 16->64 at
+ * 55x55 0.44 vs 0.51 ms, 64->64 at 56x56 1.15 vs 1.22 ms). */
+#define WINO_M_FLOATS ((size_t)1 << 21)
 static size_t base_nb(const cnn_wino_weights* ww, size_t ntiles) {
   const size_t TT = (size_t)ww->T * ww->T;
-  size_t nb = (size_t)131072 / (TT * (ww->cin + ww->mpad));
-  nb = nb / 16 * 16;
-  if (nb < 16) nb = 16;
-  if (nb > 64) nb = 64;
-  return cnn_min_sz(nb, ntiles);
+  const double ubytes = (double)TT * (double)ww->mpad * (double)ww->cin * 4.0;
+  const size_t nb = ubytes > 1048576.0 ? 64 : 32;
+  return cnn_max_sz(cnn_min_sz(nb, ntiles), 1);
 }
 
 static void geo_init(const cnn_wino_weights* ww, size_t batch, size_t oh, size_t ow, size_t nthreads, wgeo* g) {
@@ -244,14 +248,21 @@ static void geo_init(const cnn_wino_weights* ww, size_t batch, size_t oh, size_t
   g->ntiles = g->th * g->tw;
   g->ntot = batch * g->ntiles;
   size_t nb = base_nb(ww, g->ntot);
-  /* fewer than 2 tasks per thread: smaller blocks, down to one NR panel (16 tiles), then output-channel chunks */
-  if (nthreads > 1)
-    while (cnn_div_up(g->ntot, nb) < 2 * nthreads && nb > 16) nb = cnn_max_sz(cnn_round_up(nb / 2, 8), 16);
-  g->nb = nb;
-  g->nblocks = cnn_div_up(g->ntot, nb);
+  size_t nblocks = cnn_div_up(g->ntot, nb);
+  nb = cnn_min_sz(nb, cnn_round_up(cnn_div_up(g->ntot, nblocks), 8)); /* balanced blocks */
+  /* fewer than 2 tasks per thread: split the output channels first (the two-phase run shares each block's input
+   * transform between the chunks, and every chunk reads only its rows of the transformed weights, once), then
+   * smaller blocks, down to one NR panel (16 tiles), where the channels are too few to split */
   size_t s = 1;
-  if (nthreads > 1)
-    while (g->nblocks * s < 2 * nthreads && cnn_div_up(ww->cout, s + 1) >= 2 * mr) s++;
+  if (nthreads > 1) {
+    while (nblocks * s < 2 * nthreads && cnn_div_up(ww->cout, s + 1) >= 2 * mr) s++;
+    while (nblocks * s < 2 * nthreads && nb > 16) {
+      nb = cnn_max_sz(cnn_round_up(nb / 2, 8), 16);
+      nblocks = cnn_div_up(g->ntot, nb);
+    }
+  }
+  g->nb = nb;
+  g->nblocks = nblocks;
   g->mchunk = cnn_round_up(cnn_div_up(ww->cout, s), mr);
   g->msplit = cnn_div_up(ww->cout, g->mchunk);
 }
@@ -261,7 +272,7 @@ static void geo_init(const cnn_wino_weights* ww, size_t batch, size_t oh, size_t
  * floats), 8 zeros */
 typedef struct {
   size_t v, m, pad, slice;
-  size_t mb; /* output channels per GEMM + output-transform pass (M of mb rows x T*T positions stays in L2) */
+  size_t mb; /* output channels per GEMM + output-transform pass (M: mb rows x T*T positions, <= WINO_M_FLOATS) */
 } wslice;
 
 /* floats between the per-position planes of V and M: without it the stride between positions is often a multiple
@@ -275,7 +286,7 @@ static int slice_init(const cnn_wino_weights* ww, size_t batch, size_t oh, size_
   const size_t nb = base_nb(ww, batch * th * tw), nbpad = cnn_round_up(nb, 16);
   const size_t segs = cnn_min_sz(cnn_div_up(nb, th * tw) + 1, batch); /* images a block of <= nb tiles touches */
   const size_t mr = ww->cfg->mr;
-  s->mb = cnn_min_sz(cnn_max_sz((size_t)32768 / (TT * nbpad) / mr, 1) * mr, ww->mpad);
+  s->mb = cnn_min_sz(cnn_max_sz(WINO_M_FLOATS / (TT * nbpad) / mr, 1) * mr, ww->mpad);
   size_t v, mm, pad;
   if (!mul_ok(nbpad, ww->cin, &v) || !mul_ok(v + SKEW, TT, &v) || !mul_ok(nbpad, s->mb, &mm) ||
       !mul_ok(mm + SKEW, TT, &mm) ||
@@ -308,7 +319,15 @@ size_t cnn_wino_workspace_size(const cnn_wino_weights* ww, size_t batch, size_t 
   wslice s;
   if (!slice_init(ww, batch, oh, ow, &s)) return 0;
   size_t b;
-  if (!mul_ok(s.slice, nthreads, &b) || !mul_ok(b, sizeof(float), &b)) return 0;
+  if (!mul_ok(s.slice, nthreads, &b)) return 0;
+  wgeo g;
+  geo_init(ww, batch, oh, ow, nthreads, &g);
+  if (g.msplit > 1) { /* two-phase run: every block's B panels, shared */
+    size_t sh;
+    if (!mul_ok(s.v, g.nblocks, &sh) || b > MAX_ELEMS - sh) return 0;
+    b += sh;
+  }
+  if (!mul_ok(b, sizeof(float), &b)) return 0;
   return b;
 }
 
@@ -325,6 +344,8 @@ typedef struct {
   wgeo g;
   wslice s;
   float* ws;
+  float* shared; /* two-phase runs: the blocks' B panels (nblocks x s.v floats) after the threads' slices */
+  size_t cchunk; /* two-phase runs: input channels per input-transform task */
 } wctx;
 
 /* copy rows [r0, r0 + rows) x columns [c0, c0 + cols) of the padded plane (image coordinates shifted by the
@@ -352,17 +373,14 @@ static void pad_band(const float* plane, size_t H, size_t W, size_t pt, size_t p
   }
 }
 
-static void wino_task(void* vctx, size_t tid, size_t i, size_t j) {
-  const wctx* x = (const wctx*)vctx;
+/* 1. input transform of block i, input channels [ca, cb), into vbuf (the block's B panels); the padded bands go to
+ * thread tid's slice */
+static void wino_input(const wctx* x, size_t tid, size_t i, size_t ca, size_t cb, float* vbuf) {
   const cnn_wino_weights* ww = x->ww;
-  const cnn_gemm_config* cfg = ww->cfg;
-  const size_t TT = (size_t)ww->T * ww->T, m = (size_t)ww->m, cin = ww->cin, cout = ww->cout, kcb = ww->kcb;
+  const size_t m = (size_t)ww->m, cin = ww->cin, kcb = ww->kcb;
   const size_t t0 = i * x->g.nb, nt = cnn_min_sz(x->g.nb, x->g.ntot - t0); /* global tiles [t0, t0 + nt) */
   const size_t nbpad = cnn_round_up(nt, 16);
-  const size_t c0 = j * x->g.mchunk, c1 = cnn_min_sz(cout, c0 + x->g.mchunk);
-  float* vbuf = x->ws + tid * x->s.slice;
-  float* mbuf = vbuf + x->s.v;
-  float* pbuf = mbuf + x->s.m;
+  float* pbuf = x->ws + tid * x->s.slice + x->s.v + x->s.m;
   float* zeros = pbuf + x->s.pad;
   memset(zeros, 0, CNN_WINO_LANES * sizeof(float));
   const size_t HW = x->H * x->W, ntiles = x->g.ntiles;
@@ -405,9 +423,9 @@ static void wino_task(void* vctx, size_t tid, size_t i, size_t j) {
     }
   }
   const size_t vstride = cin * nbpad + SKEW;
-  for (size_t c = 0; c < cin; c++) {
+  for (size_t c = ca; c < cb; c++) {
     const size_t pc = c / kcb * kcb, kc = cnn_min_sz(kcb, cin - pc);
-    if (c + 1 < cin) /* the next channel's bands: start their (DRAM/L3) loads while this channel is transformed */
+    if (c + 1 < cb) /* the next channel's bands: start their (DRAM/L3) loads while this channel is transformed */
       for (size_t sg = 0; sg < nseg; sg++) {
         const size_t r0 = seg[sg].tya * m > ww->pt ? seg[sg].tya * m - ww->pt : 0;
         const size_t r1 = cnn_min_sz(x->H, seg[sg].tya * m + seg[sg].prows);
@@ -422,6 +440,19 @@ static void wino_task(void* vctx, size_t tid, size_t i, size_t j) {
     for (size_t g8 = 0; g8 < nbpad; g8 += L)
       ww->in_fn(ww->tx, rows + (g8 / L) * T * L, base + (g8 / 16) * kc * 16 + g8 % 16, vstride);
   }
+}
+
+/* 2 + 3. block i's GEMMs and output transform for output-channel chunk j, from the B panels in vbuf; M goes to thread
+ * tid's slice */
+static void wino_compute(const wctx* x, size_t tid, size_t i, size_t j, const float* vbuf) {
+  const cnn_wino_weights* ww = x->ww;
+  const cnn_gemm_config* cfg = ww->cfg;
+  const size_t TT = (size_t)ww->T * ww->T, m = (size_t)ww->m, cin = ww->cin, cout = ww->cout, kcb = ww->kcb;
+  const size_t t0 = i * x->g.nb, nt = cnn_min_sz(x->g.nb, x->g.ntot - t0);
+  const size_t nbpad = cnn_round_up(nt, 16), vstride = cin * nbpad + SKEW;
+  const size_t c0 = j * x->g.mchunk, c1 = cnn_min_sz(cout, c0 + x->g.mchunk);
+  float* mbuf = x->ws + tid * x->s.slice + x->s.v;
+  const size_t ntiles = x->g.ntiles, tw = x->g.tw, L = CNN_WINO_LANES;
 
   /* 2 + 3. per block of mb output channels: T*T GEMMs M_p[co, 0..nt) (co in the block), then the output transform
    * and epilogue of those channels (bias, residual, clamp in the kernel; other activations on the written rows).
@@ -518,6 +549,26 @@ static void wino_task(void* vctx, size_t tid, size_t i, size_t j) {
   }
 }
 
+/* one task does a whole block (i) for one output-channel chunk (j), the input transform in its own slice */
+static void wino_task(void* vctx, size_t tid, size_t i, size_t j) {
+  const wctx* x = (const wctx*)vctx;
+  float* vbuf = x->ws + tid * x->s.slice;
+  wino_input(x, tid, i, 0, x->ww->cin, vbuf);
+  wino_compute(x, tid, i, j, vbuf);
+}
+
+/* two phases (blocks split across output-channel chunks): the input transform of every block once, split by input
+ * channels, into shared panels; then the chunks read them */
+static void wino_in_task(void* vctx, size_t tid, size_t i, size_t k) {
+  const wctx* x = (const wctx*)vctx;
+  const size_t ca = k * x->cchunk, cb = cnn_min_sz(x->ww->cin, ca + x->cchunk);
+  wino_input(x, tid, i, ca, cb, x->shared + i * x->s.v);
+}
+static void wino_out_task(void* vctx, size_t tid, size_t i, size_t j) {
+  const wctx* x = (const wctx*)vctx;
+  wino_compute(x, tid, i, j, x->shared + i * x->s.v);
+}
+
 int cnn_wino_can_pool(const cnn_wino_weights* ww) { return ww && ww->m % 2 == 0 && !ww->act_fn; }
 
 void cnn_wino_run(const cnn_wino_weights* ww, size_t batch, size_t h, size_t w, size_t oh, size_t ow, const float* in,
@@ -548,6 +599,15 @@ void cnn_wino_run_pool(const cnn_wino_weights* ww, size_t batch, size_t h, size_
   geo_init(ww, batch, oh, ow, nt, &x.g);
   slice_init(ww, batch, oh, ow, &x.s);
   x.ws = (float*)workspace;
+  x.shared = NULL;
+  if (x.g.msplit > 1 && nt == nthreads) { /* the workspace has the shared panels (cnn_wino_workspace_size) */
+    x.shared = x.ws + nt * x.s.slice;
+    const size_t k = cnn_div_up(2 * nt, x.g.nblocks); /* about 2 input tasks per thread */
+    x.cchunk = cnn_div_up(ww->cin, k);
+    cnn_parallelize_2d(pool, wino_in_task, &x, x.g.nblocks, cnn_div_up(ww->cin, x.cchunk));
+    cnn_parallelize_2d(pool, wino_out_task, &x, x.g.nblocks, x.g.msplit);
+    return;
+  }
   cnn_parallelize_2d(pool, wino_task, &x, x.g.nblocks, x.g.msplit);
 }
 

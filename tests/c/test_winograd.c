@@ -411,6 +411,37 @@ static void test_op_random(cnn_threadpool* pool2) {
 }
 
 /* ============================================================================================================ */
+/* threads: with fewer tile blocks than 2 per thread the output channels are split and the run has two phases (input
+ * transforms into shared panels, then GEMM + output transform per chunk). Every output is still computed by one
+ * thread in the same order, so the result must equal the 1-thread run bit for bit. */
+
+static void test_threads_bit_exact(cnn_threadpool* pool2) {
+  int cases = 0, same = 1;
+  for (int m = 2; m <= 6; m += 2)
+    for (int rep = 0; rep < 6; rep++) {
+      const size_t cin = rng_range(8, 70), cout = rng_range(24, 90), H = rng_range(5, 30), W = rng_range(5, 30);
+      conv_case c;
+      make_case(&c, rng_range(1, 2), cin, cout, H, W, 1, 1, 1, 1, 1, rep % 2, (cnn_act){CNN_ACT_RELU, 0, 0}, 1.0f);
+      if (!c.want) {
+        case_free(&c);
+        continue;
+      }
+      float* y1 = run_wino(&c, m, -1, 0, NULL);
+      float* y2 = run_wino(&c, m, -1, 0, pool2);
+      const size_t ny = c.batch * cout * c.oh * c.ow;
+      if (y1 && y2) {
+        cases++;
+        same &= memcmp(y1, y2, ny * sizeof(float)) == 0;
+      }
+      cnn_aligned_free(y1);
+      cnn_aligned_free(y2);
+      case_free(&c);
+    }
+  CHECK(same, "Winograd with 2 threads differs from 1 thread");
+  printf("threads: %d cases, 2 threads == 1 thread bit for bit: %s\n", cases, same ? "yes" : "NO");
+}
+
+/* ============================================================================================================ */
 /* fused 2x2 max-pool (cnn_wino_run_pool): each pooled value is the max of 4 outputs, each within gamma*S of its
  * exact value, so the pooled value is within gamma * max(S over the window) of the exact max (max is 1-Lipschitz in
  * the max norm). Sizes odd and even (floor pooling drops the last row/column), clamp-type activations only (others
@@ -674,6 +705,7 @@ int main(void) {
   test_kernels();
   test_op_random(pool2);
   test_pool_random(pool2);
+  test_threads_bit_exact(pool2);
   test_api(pool2);
   test_guard();
   cnn_threadpool_destroy(pool2);
