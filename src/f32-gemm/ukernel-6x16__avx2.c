@@ -1,9 +1,10 @@
 /* AVX2 + FMA 6x16 SGEMM micro-kernel: 12 YMM accumulators (6 rows x 2 vectors of 8 columns), per k one broadcast of
  * each of the 6 A values and two loads of B, k loop unrolled by 4. Partial tiles are computed in full in registers
- * (the packed panels are zero-padded; a tile of <= 8 columns computes only the low 8) and stored with masked stores
- * (columns) and aliased row pointers (rows).
+ * (the packed panels are zero-padded; a tile of <= 8 columns computes only the low 8, one of <= 4 columns takes the
+ * rows-in-lanes kernel below) and stored with masked stores (columns) and aliased row pointers (rows).
  * The epilogue (bias per row / column, residual, clamp) is applied in registers before the store.
- * Contract: see cnn_gemm_ukernel_fn in include/cnnrt/gemm.h. */
+ * Contract: see cnn_gemm_ukernel_fn in include/cnnrt/gemm.h; the _ldb variant reads B unpacked (1x1 convolutions),
+ * see cnn_gemm_ukernel_ldb_fn. */
 #include <immintrin.h>
 
 #include "cnnrt/gemm.h"

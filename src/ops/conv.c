@@ -522,11 +522,11 @@ static void gemm_task(void* vctx, size_t tid, size_t i, size_t j) {
      * the input planes (row stride HW), and only a partial last panel is packed (its rows would be read past their
      * end). With few A panels per B panel, packing B costs more than it saves (measured in ResNet-50 /
      * MobileNetV2 at 1 thread: 256->64 at 56x56 9% faster, 128-row layers at 28x28 / 56x56 4-5%, the 24..96-channel
-     * projections 5-14%, 192-row expansions at 28x28 3%); with many rows (M >= 256) a panel read from kc scattered
-     * rows is slower than a packed one, and so it is at 7x7 (160 rows: 12-15% slower; rows of 49 floats straddle
-     * lines) and for 16 rows. */
+     * projections 5-14%); with many rows (M >= 256) a panel read from kc scattered rows is slower than a packed
+     * one, and so it is at 7x7 (160 rows: 12-15% slower; rows of 49 floats straddle lines), for 16 rows, and for
+     * K < 64 (MobileNetV2's expansions, K = 16..32: 3-14% slower; their packed B block is small and cheap). */
     const size_t mt = m1 - m0;
-    const int direct = !x->bshared && x->pointwise && cfg->ukernel_ldb && N >= 196 && mt >= 24 &&
+    const int direct = !x->bshared && x->pointwise && cfg->ukernel_ldb && N >= 196 && K >= 64 && mt >= 24 &&
                        mt <= (N >= 784 ? 192 : 96);
     const size_t nfull = direct ? (n1 - n0) / cfg->nr * cfg->nr : 0;
     if (x->bshared) /* panel n0/nr of this K block */

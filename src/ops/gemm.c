@@ -86,11 +86,12 @@ static void macro_impl(const cnn_gemm_config* cfg, size_t m, size_t n, size_t kc
         te.max = epi->max;
         e = &te;
       }
-      {
+      if (kc >= 64) {
         /* Prefetch the next tile's C rows (and residual rows) while this one computes: they are written / read
          * once, by the epilogue, and come from L3 or memory (the output planes of a 56x56 layer do not fit L2);
          * without it each tile's store and residual load stall on up to 12 misses (measured: layers with a
-         * residual 5-12% faster, the others unchanged). */
+         * residual 5-12% faster, the others unchanged). Not for short tiles (MobileNetV2's expansions, K = 16..32:
+         * 4-7% slower with it), which have no time to cover the misses and pay for the instructions. */
         size_t ni = i + mr, nj = j;
         if (ni >= m) {
           ni = 0;

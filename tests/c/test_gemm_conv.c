@@ -897,22 +897,23 @@ static void test_conv_regressions(cnn_threadpool* pool2) {
 /* Direct kernel (few input channels): Cin 1..4, Cout not a multiple of 4, 1x1..7x7, stride 1/2 (stride_h 3 too),
  * asymmetric padding, rows from 1 to over 3 register tiles (24 columns) with every tail, several row bands, batch 2,
  * in-place residual, every activation; then random shapes. */
-/* 1x1 stride-1 convolutions with 24..192 output channels per group on planes of 196+ pixels (B read in place by
- * the micro-kernel, a partial last panel packed), and a few just outside those bounds: N below, at and above
+/* 1x1 stride-1 convolutions with 24..192 output channels per group, K >= 64, on planes of 196+ pixels (B read in
+ * place by the micro-kernel, a partial last panel packed), and a few just outside those bounds: N below, at and above
  * multiples of 16, K from 1 up past one K block, groups, batch > 1, residual (also in place), every activation;
  * every ISA, 1 and 2 threads (run_conv_case). */
 static void test_conv_pointwise(cnn_threadpool* pool2, int ncases) {
   for (int i = 0; i < ncases; i++) {
     const size_t g = rng_range(0, 3) ? 1 : 2;
     const size_t cout_g = rng_range(0, 5) ? rng_range(24, 96) : rng_range(16, 200);
-    const size_t cin_g = rng_range(0, 4) ? rng_range(1, 24) : rng_range(250, 300);
-    size_t h = rng_range(12, 32), w = rng_range(12, 32);
+    const size_t csel = rng_range(0, 5); /* K >= 64 (mostly), past one K block, or below 64 (packed) */
+    const size_t cin_g = csel < 4 ? rng_range(64, 80) : csel == 4 ? rng_range(250, 270) : rng_range(1, 63);
+    size_t h = rng_range(12, 24), w = rng_range(12, 24);
     if (i % 4 == 0) { /* N a multiple of 16 */
       h = 14;
       w = 16 * rng_range(1, 2);
     }
     const size_t batch = rng_range(1, 2);
-    if ((double)batch * g * cout_g * cin_g * h * w > 3e6) {
+    if ((double)batch * g * cout_g * cin_g * h * w > 4e6) {
       i--;
       continue;
     }
