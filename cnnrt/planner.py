@@ -459,6 +459,23 @@ def lower_conv(L: Lowering, node: Node):
     flops = 2 * xs[0] * w.shape[0] * oh * ow * w.shape[1] * w.shape[2] * w.shape[3]
     fuse_res = res is not None and tuple(L.shapes.get(res, L.consts[res].shape if res in L.consts else ())) == out_shape
     conv_act = act if (res is None or fuse_res) else None
+    if (not one_d and h == 1 and wd == 1 and groups == 1 and w.shape[2:] == (1, 1) and not any(pads)
+            and (res is None or fuse_res)):
+        # a 1x1 convolution of 1x1 images (squeeze-and-excitation blocks) is a fully connected layer: the FC path's
+        # GEMV kernel at batch 1, instead of a GEMM whose 16-wide column panels hold one pixel
+        cout, cin = w.shape[0], w.shape[1]
+
+        def make():
+            return np.ascontiguousarray(w.reshape(cout, cin).T), \
+                (None if b is None else np.ascontiguousarray(np.asarray(b, np.float32).reshape(-1)))
+
+        fw = L.prep.fc_weights(node, ("conv1x1",), make)
+        out = node.outputs[0]
+        L.define(out, out_shape)
+        if xs[0]:
+            L.emit(node, "fc", "add_fc", out, [x, L.runtime_input(node, res) if res else None],
+                   (fw, xs[0], cin, 1, conv_act, L.nthreads), flops)
+        return
     algo = "auto"
     if (groups == 1 and w.shape[2:] == (3, 3) and list(strides) == [1, 1] and list(dils) == [1, 1]
             and min(w.shape[0], w.shape[1]) >= 16):

@@ -146,6 +146,33 @@ def test_conv(xs, ws, attrs, bias):
     check(m, rand(*xs, seed=3), oracle=onnx_reference_run if same_dil else ort_run)
 
 
+@pytest.mark.parametrize("act", [None, "Sigmoid", "Relu"])
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("residual", [False, True])
+def test_pointwise_conv_of_1x1_images_runs_as_fc(act, batch, residual):
+    """Squeeze-and-excitation: a 1x1 conv of a 1x1 image is lowered to the FC path (GEMV at batch 1)."""
+    nodes = [helper.make_node("GlobalAveragePool", ["x"], ["g"]),
+             helper.make_node("Conv", ["g", "w", "b"], ["c"], kernel_shape=[1, 1])]
+    y = "c"
+    if residual:
+        nodes.append(helper.make_node("Add", ["c", "r"], ["cr"]))
+        y = "cr"
+    if act:
+        nodes.append(helper.make_node(act, [y], ["y"]))
+    else:
+        nodes.append(helper.make_node("Identity", [y], ["y"]))
+    ins = {"x": ["N", 24, 5, 6]}
+    if residual:
+        ins["r"] = ["N", 10, 1, 1]
+    m = model(nodes, ins, {"y": None}, {"w": rand(10, 24, 1, 1, seed=1), "b": rand(10, seed=2)}, opset=13)
+    feeds = {"x": rand(batch, 24, 5, 6, seed=3)}
+    if residual:
+        feeds["r"] = rand(batch, 10, 1, 1, seed=4)
+    s = check(m, feeds)
+    kinds = [(n.op, n.kind) for n in s.plan_info({k: v.shape for k, v in feeds.items()}).nodes]
+    assert ("Conv", "fc") in kinds, kinds
+
+
 @pytest.mark.parametrize("isa", ["scalar", None])
 def test_conv_isas_and_threads(isa):
     m = model([helper.make_node("Conv", ["x", "w", "b"], ["y"], auto_pad="SAME_LOWER", strides=[2, 2])],
