@@ -58,7 +58,18 @@ typedef void (*cnn_wino_out_fn)(const cnn_wino_tx* tx, const float* mp, size_t p
 void cnn_wino_input__scalar(const cnn_wino_tx* tx, const float* const* rows, float* v, size_t pstride);
 void cnn_wino_output__scalar(const cnn_wino_tx* tx, const float* mp, size_t pstride, float bias, float lo, float hi,
                              float* out, const float* res, const ptrdiff_t* offs, const int* ncols);
+/* Output transform + clamp + MaxPool(2x2, stride 2) of 8 tiles (m even): pooled row r (< m/2) of lane l goes to
+ * out + offs[r*8 + l] (offs < 0: not written), its first pcols[l] (<= m/2) pooled columns. Max skips NaN, taking the
+ * window's values in the order of the pooling kernels (row 2r: 2q, 2q+1; row 2r+1: 2q, 2q+1), so the result equals
+ * out_fn followed by cnn_f32_pool2d bit for bit. cnn_wino_output_pool_ref does exactly that (the reference, and the
+ * kernel of ISAs without a fused one). */
+typedef void (*cnn_wino_outpool_fn)(const cnn_wino_tx* tx, const float* mp, size_t pstride, float bias, float lo,
+                                    float hi, float* out, const ptrdiff_t* offs, const int* pcols);
+void cnn_wino_output_pool_ref(cnn_wino_out_fn out_fn, const cnn_wino_tx* tx, const float* mp, size_t pstride,
+                              float bias, float lo, float hi, float* out, const ptrdiff_t* offs, const int* pcols);
 #if defined(__x86_64__) && !defined(CNNRT_NO_AVX2)
+void cnn_wino_output_pool__avx2(const cnn_wino_tx* tx, const float* mp, size_t pstride, float bias, float lo, float hi,
+                                float* out, const ptrdiff_t* offs, const int* pcols);
 void cnn_wino_input__avx2(const cnn_wino_tx* tx, const float* const* rows, float* v, size_t pstride);
 void cnn_wino_output__avx2(const cnn_wino_tx* tx, const float* mp, size_t pstride, float bias, float lo, float hi,
                            float* out, const float* res, const ptrdiff_t* offs, const int* ncols);

@@ -1,6 +1,7 @@
 /* AVX2+FMA Winograd transforms: the scalar kernels with one tile per lane of a YMM register (8 tiles at once). */
 #if defined(__x86_64__) && !defined(CNNRT_NO_AVX2)
 #include <immintrin.h>
+#include <math.h>
 #include <stdint.h>
 
 #include "cnnrt/winograd.h"
@@ -175,6 +176,83 @@ AI void output_t(const float* mp, size_t pstride, float bias, float lo, float hi
         for (int j = 0; j < ncols[l]; j++) o[j] = t[j];
       }
     }
+  }
+}
+
+/* output_t's rows (bias, clamp: bit for bit the same arithmetic), pooled 2x2 in registers, then lanes to rows */
+AI void output_pool_t(const float* mp, size_t pstride, float bias, float lo, float hi, float* out,
+                      const ptrdiff_t* offs, const int* pcols, const int m, const float* at) {
+  const int T = m + 2, P = m / 2;
+  __m256 z[CNN_WINO_TMAX * CNN_WINO_TMAX];
+#pragma GCC unroll 8
+  for (int i = 0; i < m; i++)
+#pragma GCC unroll 8
+    for (int q = 0; q < T; q++) {
+      __m256 acc = _mm256_setzero_ps();
+#pragma GCC unroll 8
+      for (int p = 0; p < T; p++)
+        if (at[i * T + p] != 0.0f)
+          acc = _mm256_fmadd_ps(_mm256_set1_ps(at[i * T + p]), _mm256_loadu_ps(mp + (size_t)(p * T + q) * pstride),
+                                acc);
+      z[i * T + q] = acc;
+    }
+  const __m256 vb = _mm256_set1_ps(bias), vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
+  const __m256 ninf = _mm256_set1_ps(-INFINITY);
+#pragma GCC unroll 4
+  for (int r = 0; r < P; r++) {
+    __m256 a[2][6];
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++)
+#pragma GCC unroll 8
+      for (int j = 0; j < m; j++) {
+        const int i = 2 * r + h;
+        __m256 acc = vb;
+#pragma GCC unroll 8
+        for (int q = 0; q < T; q++)
+          if (at[j * T + q] != 0.0f) acc = _mm256_fmadd_ps(_mm256_set1_ps(at[j * T + q]), z[i * T + q], acc);
+        a[h][j] = _mm256_min_ps(vhi, _mm256_max_ps(vlo, acc));
+      }
+    /* max(v, m) returns m when v is NaN: the pooling kernels' order and NaN rule */
+    __m256 pm[4];
+#pragma GCC unroll 4
+    for (int q = 0; q < P; q++) {
+      __m256 v = _mm256_max_ps(a[0][2 * q], ninf);
+      v = _mm256_max_ps(a[0][2 * q + 1], v);
+      v = _mm256_max_ps(a[1][2 * q], v);
+      pm[q] = _mm256_max_ps(a[1][2 * q + 1], v);
+    }
+    __m128 c[8];
+    float one[8];
+    if (P == 1) _mm256_storeu_ps(one, pm[0]);
+    if (P == 2) cols2(pm, c);
+    if (P == 3) {
+      pm[3] = _mm256_setzero_ps();
+      cols4(pm, c);
+    }
+    for (int l = 0; l < 8; l++) {
+      const ptrdiff_t of = offs[r * L + l];
+      if (of < 0) continue;
+      float* o = out + of;
+      if (P == 1) {
+        if (pcols[l] > 0) o[0] = one[l];
+      } else if (pcols[l] == P) {
+        store2(o, c[l]);
+        if (P == 3) _mm_store_ss(o + 2, _mm_movehl_ps(c[l], c[l]));
+      } else {
+        float t[4];
+        _mm_storeu_ps(t, c[l]);
+        for (int q = 0; q < pcols[l]; q++) o[q] = t[q];
+      }
+    }
+  }
+}
+
+void cnn_wino_output_pool__avx2(const cnn_wino_tx* tx, const float* mp, size_t pstride, float bias, float lo, float hi,
+                                float* out, const ptrdiff_t* offs, const int* pcols) {
+  switch (tx->m) {
+    case 2: output_pool_t(mp, pstride, bias, lo, hi, out, offs, pcols, 2, AT2); break;
+    case 4: output_pool_t(mp, pstride, bias, lo, hi, out, offs, pcols, 4, AT4); break;
+    default: output_pool_t(mp, pstride, bias, lo, hi, out, offs, pcols, 6, AT6); break;
   }
 }
 

@@ -158,3 +158,27 @@ void cnn_wino_output__scalar(const cnn_wino_tx* tx, const float* mp, size_t pstr
     }
   }
 }
+
+void cnn_wino_output_pool_ref(cnn_wino_out_fn out_fn, const cnn_wino_tx* tx, const float* mp, size_t pstride,
+                              float bias, float lo, float hi, float* out, const ptrdiff_t* offs, const int* pcols) {
+  const int m = tx->m;
+  float t[CNN_WINO_TMAX * L * 8]; /* row i of lane l's tile at t + (i*L + l)*8 */
+  ptrdiff_t to[CNN_WINO_TMAX * L];
+  int full[L];
+  for (int e = 0; e < m * L; e++) to[e] = (ptrdiff_t)e * 8;
+  for (int l = 0; l < L; l++) full[l] = m;
+  out_fn(tx, mp, pstride, bias, lo, hi, t, NULL, to, full);
+  for (int r = 0; r < m / 2; r++)
+    for (int l = 0; l < L; l++) {
+      const ptrdiff_t of = offs[r * L + l];
+      if (of < 0) continue;
+      const float* r0 = t + ((2 * r) * L + l) * 8;
+      const float* r1 = t + ((2 * r + 1) * L + l) * 8;
+      for (int q = 0; q < pcols[l]; q++) {
+        const float v[4] = {r0[2 * q], r0[2 * q + 1], r1[2 * q], r1[2 * q + 1]};
+        float mx = -INFINITY;
+        for (int k = 0; k < 4; k++) mx = v[k] > mx ? v[k] : mx; /* skips NaN, as the pooling kernels */
+        out[of + q] = mx;
+      }
+    }
+}

@@ -45,6 +45,7 @@ struct cnn_wino_weights {
   cnn_act act;
   cnn_wino_in_fn in_fn;
   cnn_wino_out_fn out_fn;
+  cnn_wino_outpool_fn outpool_fn; /* fused output transform + 2x2 max-pool, or NULL: cnn_wino_output_pool_ref */
   double amp; /* worst-case |intermediate| (M and the output transform) for inputs |x| <= 1 */
   size_t bytes;
 };
@@ -199,6 +200,7 @@ cnn_wino_weights* cnn_wino_weights_create(const cnn_conv2d_desc* d, const float*
   if (cfg->isa == CNN_ISA_AVX2) {
     ww->in_fn = cnn_wino_input__avx2;
     ww->out_fn = cnn_wino_output__avx2;
+    ww->outpool_fn = cnn_wino_output_pool__avx2;
   }
 #endif
 #if defined(__aarch64__) && !defined(CNNRT_NO_NEON)
@@ -472,13 +474,9 @@ static void wino_compute(const wctx* x, size_t tid, size_t i, size_t j, const fl
       obase[k] = 0;
     }
   }
-  /* pooled output: the transform writes each 8-tile group's m x m tiles (clamped) into tbuf (row ii of lane l at
-   * tbuf + (ii*L + l)*8), then 2x2 maxima go to the pooled planes (ph x pw); tiles start at even rows and columns,
-   * so the windows of pooled rows/columns [0, ph) x [0, pw) are whole inside tiles */
+  /* pooled output (ph x pw planes): the output transform pools 2x2 windows of its m x m tiles (tiles start at even
+   * rows and columns, so the windows of pooled rows/columns [0, ph) x [0, pw) are whole inside tiles) */
   const size_t ph = oh / 2, pw = ow / 2, phw = ph * pw;
-  float tbuf[CNN_WINO_TMAX * CNN_WINO_LANES * 8];
-  int tcols[CNN_WINO_LANES];
-  ptrdiff_t tofs[CNN_WINO_TMAX * CNN_WINO_LANES];
   /* row offsets (within a channel plane) of every group's lanes: offs + (g8/L)*m*L, -1 for rows not written */
   ptrdiff_t offs[(64 / CNN_WINO_LANES) * CNN_WINO_TMAX * CNN_WINO_LANES];
   if (x->pool) {
@@ -490,8 +488,12 @@ static void wino_compute(const wctx* x, size_t tid, size_t i, size_t j, const fl
         obase[k] = n * cout * phw + py0 * pw + px0;
       }
     }
-    for (size_t l = 0; l < L; l++) tcols[l] = (int)m;
-    for (size_t e = 0; e < m * L; e++) tofs[e] = (ptrdiff_t)(e * 8);
+    for (size_t g8 = 0; g8 < nbpad; g8 += L)
+      for (size_t l = 0; l < L; l++)
+        for (size_t r = 0; r < m / 2; r++) {
+          const size_t k = g8 + l;
+          offs[(g8 / L) * m * L + r * L + l] = r < (size_t)orow_n[k] ? (ptrdiff_t)(obase[k] + r * pw) : -1;
+        }
   } else {
     for (size_t g8 = 0; g8 < nbpad; g8 += L)
       for (size_t l = 0; l < L; l++)
@@ -516,20 +518,12 @@ static void wino_compute(const wctx* x, size_t tid, size_t i, size_t j, const fl
         const float b = ww->bias ? ww->bias[co] : 0.0f;
         float* const out_c = x->out + co * phw;
         for (size_t g8 = 0; g8 < nt; g8 += L) {
-          ww->out_fn(ww->tx, mbuf + (co - ib) * nbpad + g8, mstride, b, ww->lo, ww->hi, tbuf, NULL, tofs, tcols);
-          for (size_t l = 0; l < L && g8 + l < nt; l++) {
-            const size_t k = g8 + l;
-            for (int r = 0; r < orow_n[k]; r++) {
-              const float* t0r = tbuf + ((size_t)(2 * r) * L + l) * 8;
-              const float* t1r = tbuf + ((size_t)(2 * r + 1) * L + l) * 8;
-              float* o = out_c + obase[k] + (size_t)r * pw;
-              for (int q = 0; q < ocol_n[k]; q++) {
-                const float a = t0r[2 * q] > t0r[2 * q + 1] ? t0r[2 * q] : t0r[2 * q + 1];
-                const float c = t1r[2 * q] > t1r[2 * q + 1] ? t1r[2 * q] : t1r[2 * q + 1];
-                o[q] = a > c ? a : c;
-              }
-            }
-          }
+          const float* mp = mbuf + (co - ib) * nbpad + g8;
+          const ptrdiff_t* go = offs + (g8 / L) * m * L;
+          if (ww->outpool_fn)
+            ww->outpool_fn(ww->tx, mp, mstride, b, ww->lo, ww->hi, out_c, go, ocol_n + g8);
+          else
+            cnn_wino_output_pool_ref(ww->out_fn, ww->tx, mp, mstride, b, ww->lo, ww->hi, out_c, go, ocol_n + g8);
         }
       }
       continue;

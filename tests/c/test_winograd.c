@@ -165,6 +165,37 @@ static void kernels_vs_scalar(const char* isa, cnn_wino_in_fn input_fn, cnn_wino
   }
 }
 
+/* fused output transform + 2x2 max-pool vs the reference (the same ISA's output transform, then the pool rule):
+ * bit for bit, with partial tiles, NaN and infinities in M (max skips NaN in the pooling kernels' order) */
+static void outpool_vs_ref(const char* isa, cnn_wino_out_fn out_fn, cnn_wino_outpool_fn pool_fn) {
+  int same = 1, cases = 0;
+  for (int m = 2; m <= 6; m += 2) {
+    const cnn_wino_tx* tx = cnn_wino_tx_get(m);
+    const size_t L = CNN_WINO_LANES, ps = 24;
+    float mp[64 * 24], y0[8][3][4], y1[8][3][4];
+    ptrdiff_t offs[24];
+    int pcols[8];
+    for (int rep = 0; rep < 40; rep++, cases++) {
+      for (size_t e = 0; e < sizeof(mp) / sizeof(float); e++) {
+        mp[e] = rng_f() * (rep % 3 == 0 ? 1000.0f : 1.0f);
+        if (rep % 5 == 4 && rng_range(0, 20) == 0) mp[e] = rng_range(0, 1) ? NAN : (rng_range(0, 1) ? INFINITY : -INFINITY);
+      }
+      for (size_t l = 0; l < L; l++) {
+        const int prow = rep % 2 ? (int)rng_range(0, (size_t)m / 2) : m / 2;
+        pcols[l] = rep % 2 ? (int)rng_range(0, (size_t)m / 2) : m / 2;
+        for (int r = 0; r < m / 2; r++) offs[r * L + l] = r < prow ? (ptrdiff_t)((l * 3 + (size_t)r) * 4) : -1;
+      }
+      for (size_t e = 0; e < 8 * 3 * 4; e++) (&y0[0][0][0])[e] = (&y1[0][0][0])[e] = 7.0f;
+      const float bias = rng_f(), lo = rep % 2 ? -0.5f : -INFINITY, hi = rep % 3 ? INFINITY : 0.7f;
+      cnn_wino_output_pool_ref(out_fn, tx, mp, ps, bias, lo, hi, &y0[0][0][0], offs, pcols);
+      pool_fn(tx, mp, ps, bias, lo, hi, &y1[0][0][0], offs, pcols);
+      same &= memcmp(y0, y1, sizeof(y0)) == 0; /* NaN bits included; unwritten entries keep the sentinel */
+    }
+  }
+  CHECK(same, "%s fused output+pool differs from output then pool", isa);
+  printf("output+pool %s: %d cases bit-exact vs output then pool: %s\n", isa, cases, same ? "yes" : "NO");
+}
+
 static void test_kernels(void) {
 #if defined(__x86_64__) && !defined(CNNRT_NO_AVX2)
   if (!cnn_hw_isa_supported(CNN_ISA_AVX2)) {
@@ -172,6 +203,7 @@ static void test_kernels(void) {
     return;
   }
   kernels_vs_scalar("avx2", cnn_wino_input__avx2, cnn_wino_output__avx2);
+  outpool_vs_ref("avx2", cnn_wino_output__avx2, cnn_wino_output_pool__avx2);
 #elif defined(__aarch64__)
   if (!cnn_hw_isa_supported(CNN_ISA_NEON)) {
     printf("kernels: NEON not supported, skipped\n");
