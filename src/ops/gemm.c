@@ -41,6 +41,7 @@ int cnn_gemm_fold_act(const cnn_act* act, float* min, float* max) {
 
 /* The macro-kernel on a packed B (ldb == 0: panel j/nr at bpack + j*kc) or an unpacked one (row k at
  * bpack + k*ldb, full panels only). */
+#define CNN_GEMM_ACT_SPAN 64
 static void macro_impl(const cnn_gemm_config* cfg, size_t m, size_t n, size_t kc, const float* apack,
                        const float* bpack, size_t ldb, float* c, size_t ldc, int accumulate, int last,
                        const cnn_gemm_epilogue* epi, cnn_gemm_act_fn act_fn, const cnn_act* act, const void* pf,
@@ -60,6 +61,10 @@ static void macro_impl(const cnn_gemm_config* cfg, size_t m, size_t n, size_t kc
     act_fn = NULL;
   }
   cnn_gemm_epilogue te;
+  /* activations that are not a clamp run on the finished rows in segments of up to CNN_GEMM_ACT_SPAN columns (every
+   * row of a few column panels, still in L1/L2), not per 16-float tile row: a call per 16 floats cost ~60% more per
+   * element (SiLU: 0.73 vs 0.46 ns) */
+  size_t act_j0 = 0;
   for (size_t j = 0; j < n; j += nr) {
     const size_t nn = cnn_min_sz(nr, n - j);
     const float* bp = ldb ? bpack + j : bpack + j * kc; /* packed: panel j/nr starts at (j/nr)*nr*kc */
@@ -117,8 +122,11 @@ static void macro_impl(const cnn_gemm_config* cfg, size_t m, size_t n, size_t kc
         ukl(mm, nn, kc, apack + i * kc, bp, ldb, cp, ldc, accumulate, e);
       else
         uk(mm, nn, kc, apack + i * kc, bp, cp, ldc, accumulate, e);
-      if (act_fn)
-        for (size_t r = 0; r < mm; r++) act_fn(act, cp + r * ldc, cp + r * ldc, nn);
+    }
+    if (act_fn && (j + nn >= n || j + nn - act_j0 >= CNN_GEMM_ACT_SPAN)) {
+      const size_t len = j + nn - act_j0;
+      for (size_t r = 0; r < m; r++) act_fn(act, c + r * ldc + act_j0, c + r * ldc + act_j0, len);
+      act_j0 = j + nn;
     }
   }
 }
