@@ -709,10 +709,12 @@ static void direct_task(void* vctx, size_t tid, size_t i) {
         const float* a = s + c * band + 2 * pr * OW;
         const float* b = a + OW;
         float* o = x->out + ((n * C + c) * PH + oy0 / 2 + pr) * PW;
-        for (size_t q = 0; q < PW; q++) {
-          const float u = a[2 * q] > a[2 * q + 1] ? a[2 * q] : a[2 * q + 1];
-          const float v = b[2 * q] > b[2 * q + 1] ? b[2 * q] : b[2 * q + 1];
-          o[q] = u > v ? u : v;
+        for (size_t q = 0; q < PW; q++) { /* the pooling kernels' order and NaN rule (a NaN is skipped) */
+          float mx = -INFINITY;
+          mx = a[2 * q] > mx ? a[2 * q] : mx;
+          mx = a[2 * q + 1] > mx ? a[2 * q + 1] : mx;
+          mx = b[2 * q] > mx ? b[2 * q] : mx;
+          o[q] = b[2 * q + 1] > mx ? b[2 * q + 1] : mx;
         }
       }
     return;
