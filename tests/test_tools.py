@@ -65,7 +65,11 @@ def test_profile_table_and_trace(tmp_path):
     lines = r.stdout.splitlines()
     assert any("Conv" in l and ("gemm" in l or "winograd" in l or "direct" in l or "depthwise" in l) for l in lines)
     ev = json.load(open(trace))["traceEvents"]
-    assert len(ev) >= 10 and all(e["ph"] == "X" for e in ev)
+    # one complete event per C node of the plan (4 convs with their ReLU and MaxPool fused, 2 FCs), in order
+    assert [e["name"] for e in ev] == ["/features/features.0/Conv", "/features/features.3/Conv",
+                                       "/features/features.6/Conv", "/features/features.9/Conv",
+                                       "/classifier/classifier.1/Gemm", "/classifier/classifier.3/Gemm"]
+    assert all(e["ph"] == "X" and e["dur"] > 0 for e in ev)
 
 
 def test_profile_plot(tmp_path):
