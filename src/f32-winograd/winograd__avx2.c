@@ -104,10 +104,9 @@ AI void cols2(const __m256* a, __m128* d) {
 AI __m128 load2(const float* p) { return _mm_castsi128_ps(_mm_loadl_epi64((const __m128i*)p)); }
 AI void store2(float* p, __m128 v) { _mm_storel_epi64((__m128i*)p, _mm_castps_si128(v)); }
 
-AI void output_t(const float* mp, size_t pstride, float bias, float lo, float hi, float* out, const float* res,
-                 const ptrdiff_t* offs, const int* ncols, const int m, const float* at) {
+/* first pass of the output transform: z[i][q] = sum_p A^T[i][p] M[p][q] (8 tiles in the lanes) */
+AI void output_z(const float* mp, size_t pstride, __m256* z, const int m, const float* at) {
   const int T = m + 2;
-  __m256 z[CNN_WINO_TMAX * CNN_WINO_TMAX];
 #pragma GCC unroll 8
   for (int i = 0; i < m; i++)
 #pragma GCC unroll 8
@@ -120,6 +119,13 @@ AI void output_t(const float* mp, size_t pstride, float bias, float lo, float hi
                                 acc);
       z[i * T + q] = acc;
     }
+}
+
+AI void output_t(const float* mp, size_t pstride, float bias, float lo, float hi, float* out, const float* res,
+                 const ptrdiff_t* offs, const int* ncols, const int m, const float* at) {
+  const int T = m + 2;
+  __m256 z[CNN_WINO_TMAX * CNN_WINO_TMAX];
+  output_z(mp, pstride, z, m, at);
   const __m256 vb = _mm256_set1_ps(bias), vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
   const __m128 vlo4 = _mm_set1_ps(lo), vhi4 = _mm_set1_ps(hi);
 #pragma GCC unroll 8
@@ -184,18 +190,7 @@ AI void output_pool_t(const float* mp, size_t pstride, float bias, float lo, flo
                       const ptrdiff_t* offs, const int* pcols, const int m, const float* at) {
   const int T = m + 2, P = m / 2;
   __m256 z[CNN_WINO_TMAX * CNN_WINO_TMAX];
-#pragma GCC unroll 8
-  for (int i = 0; i < m; i++)
-#pragma GCC unroll 8
-    for (int q = 0; q < T; q++) {
-      __m256 acc = _mm256_setzero_ps();
-#pragma GCC unroll 8
-      for (int p = 0; p < T; p++)
-        if (at[i * T + p] != 0.0f)
-          acc = _mm256_fmadd_ps(_mm256_set1_ps(at[i * T + p]), _mm256_loadu_ps(mp + (size_t)(p * T + q) * pstride),
-                                acc);
-      z[i * T + q] = acc;
-    }
+  output_z(mp, pstride, z, m, at);
   const __m256 vb = _mm256_set1_ps(bias), vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
   const __m256 ninf = _mm256_set1_ps(-INFINITY);
 #pragma GCC unroll 4
