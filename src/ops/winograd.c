@@ -98,16 +98,17 @@ double cnn_wino_budget(int m) {
   return g_budget_override >= 0 ? g_budget_override : 1e-3;
 }
 
-static void set_act(cnn_wino_weights* ww, const cnn_act* act) {
+/* 1 when the activation runs: folded into the output transform's clamp, or by the ISA's activation kernel */
+static int set_act(cnn_wino_weights* ww, const cnn_act* act) {
   ww->act = *act;
   ww->lo = -INFINITY;
   ww->hi = INFINITY;
   ww->act_fn = NULL;
-  if (!cnn_gemm_fold_act(act, &ww->lo, &ww->hi)) {
-    const cnn_eltwise_config* ec = cnn_eltwise_config_get(ww->cfg->isa);
-    if (!ec) ec = cnn_eltwise_config_get(CNN_ISA_SCALAR);
-    ww->act_fn = ec ? ec->act : NULL;
-  }
+  if (cnn_gemm_fold_act(act, &ww->lo, &ww->hi)) return 1;
+  const cnn_eltwise_config* ec = cnn_eltwise_config_get(ww->cfg->isa);
+  if (!ec) ec = cnn_eltwise_config_get(CNN_ISA_SCALAR);
+  ww->act_fn = ec ? ec->act : NULL;
+  return ww->act_fn != NULL;
 }
 
 void cnn_wino_weights_destroy(cnn_wino_weights* ww) {
@@ -209,8 +210,7 @@ cnn_wino_weights* cnn_wino_weights_create(const cnn_conv2d_desc* d, const float*
     ww->out_fn = cnn_wino_output__neon;
   }
 #endif
-  set_act(ww, &d->act);
-  if (!ww->act_fn && !(d->act.type == CNN_ACT_NONE || d->act.type == CNN_ACT_RELU || d->act.type == CNN_ACT_CLIP)) {
+  if (!set_act(ww, &d->act)) {
     cnn_wino_weights_destroy(ww);
     return NULL;
   }
@@ -667,9 +667,7 @@ cnn_wino_weights* cnn_wino_select(const cnn_conv2d_desc* d, const float* w, cons
     const double e = ww->amp * 1048576.0 <= 3.4e38 ? cnn_wino_probe(ww, &dn, w, bias) : INFINITY;
     if (err) *err = e;
     if (e <= cnn_wino_budget(m)) {
-      set_act(ww, &d->act);
-      if (!ww->act_fn && !(d->act.type == CNN_ACT_NONE || d->act.type == CNN_ACT_RELU ||
-                           d->act.type == CNN_ACT_CLIP)) {
+      if (!set_act(ww, &d->act)) {
         cnn_wino_weights_destroy(ww);
         return NULL;
       }

@@ -28,10 +28,6 @@
 #include "cnnrt/threadpool.h"
 #include "test_util.h"
 
-#define U 5.9604644775390625e-08 /* 2^-24 */
-
-static double gamma_n(size_t n) { return (double)n * U / (1.0 - (double)n * U); }
-
 static float* falloc(size_t n) {
   float* p = (float*)cnn_aligned_alloc((n ? n : 1) * sizeof(float));
   if (!p) {
@@ -52,29 +48,10 @@ static float* fabs_copy(const float* x, size_t n) {
   return p;
 }
 
-static int act_is_clamp(const cnn_act* a) {
-  return a->type == CNN_ACT_NONE || a->type == CNN_ACT_RELU || a->type == CNN_ACT_CLIP;
-}
-
 /* worst |got-want| / tol over n outputs; tol per output as described at the top. nterms: terms per output sum. */
 static double worst_ratio(const float* got, const float* want, const float* S, size_t n, size_t nterms,
                           const cnn_act* act, size_t* where) {
-  const double g = gamma_n(nterms + 2);
-  double worst = 0;
-  size_t wi = 0;
-  for (size_t i = 0; i < n; i++) {
-    double tol = g * S[i];
-    if (act && !act_is_clamp(act)) tol = 1.5 * fmax(1.0, fabs(act->a)) * tol + 16 * U * (1.0 + fabs(want[i]));
-    const double d = fabs((double)got[i] - (double)want[i]);
-    double r = d == 0 ? 0 : (tol > 0 ? d / tol : INFINITY);
-    if (isnan(got[i]) || isnan(want[i])) r = INFINITY;
-    if (r > worst) {
-      worst = r;
-      wi = i;
-    }
-  }
-  if (where) *where = wi;
-  return worst;
+  return worst_gamma_ratio(got, want, S, n, gamma_n(nterms + 2), act, where);
 }
 
 static const char* act_name(int t) {

@@ -39,6 +39,37 @@ static inline double compare(const float* got, const float* want, size_t n, doub
   return worst;
 }
 
+/* Rounding-error bounds shared by the conv and Winograd tests (Higham, "Accuracy and Stability of Numerical
+ * Algorithms", sec. 3.1): gamma_n = n u / (1 - n u), u = 2^-24. */
+#define U 5.9604644775390625e-08 /* 2^-24 */
+static inline double gamma_n(size_t n) { return (double)n * U / (1.0 - (double)n * U); }
+
+static inline int act_is_clamp(const cnn_act* a) {
+  return a->type == CNN_ACT_NONE || a->type == CNN_ACT_RELU || a->type == CNN_ACT_CLIP;
+}
+
+/* worst |got - want| / tol over n outputs, tol = g * S[i] (S: the output's sum of |terms|); activations other than
+ * a clamp widen it to 1.5 max(1, |a|) tol + 16 u (1 + |want|) (they are Lipschitz with constant max(1, |a|) and
+ * computed by other kernels); NaN on either side is infinitely bad. *where: the worst index. */
+static inline double worst_gamma_ratio(const float* got, const float* want, const float* S, size_t n, double g,
+                                       const cnn_act* act, size_t* where) {
+  double worst = 0;
+  size_t wi = 0;
+  for (size_t i = 0; i < n; i++) {
+    double tol = g * S[i];
+    if (act && !act_is_clamp(act)) tol = 1.5 * fmax(1.0, fabs(act->a)) * tol + 16 * U * (1.0 + fabs(want[i]));
+    const double d = fabs((double)got[i] - (double)want[i]);
+    double r = d == 0 ? 0 : (tol > 0 ? d / tol : INFINITY);
+    if (isnan(got[i]) || isnan(want[i])) r = INFINITY;
+    if (r > worst) {
+      worst = r;
+      wi = i;
+    }
+  }
+  if (where) *where = wi;
+  return worst;
+}
+
 #define CHECK(cond, ...) do { if (cond) g_pass++; else { g_fail++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } while (0)
 
 /* A random fused activation (each type, with fixed parameters), shared by the conv and Winograd tests. */
