@@ -185,6 +185,62 @@ static inline __attribute__((always_inline)) void tile_6x16(size_t m, size_t n, 
       a += 6;
       b += ldb;
     }
+  } else if (m <= 2) {
+    /* the last row panel of M = 6q + 1 or 2 (e.g. 32, 80, 128, 320, 512 output channels): only rows 0-1 are
+     * computed. Four FMAs per k would wait on the FMA latency with 4 chains, so even and odd k accumulate apart
+     * (c2x / c3x hold the odd k) and are summed after the loop: 2 rows cost about a third of a full tile, not
+     * all of it. Rows 2-5 are zero again before the (aliased) stores. */
+    for (; k >= 2; k -= 2) {
+      const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+      const __m256 e0 = _mm256_loadu_ps(b + ldb), e1 = _mm256_loadu_ps(b + ldb + 8);
+      __m256 av = _mm256_broadcast_ss(a + 0);
+      c00 = _mm256_fmadd_ps(av, b0, c00);
+      c01 = _mm256_fmadd_ps(av, b1, c01);
+      av = _mm256_broadcast_ss(a + 1);
+      c10 = _mm256_fmadd_ps(av, b0, c10);
+      c11 = _mm256_fmadd_ps(av, b1, c11);
+      av = _mm256_broadcast_ss(a + 6);
+      c20 = _mm256_fmadd_ps(av, e0, c20);
+      c21 = _mm256_fmadd_ps(av, e1, c21);
+      av = _mm256_broadcast_ss(a + 7);
+      c30 = _mm256_fmadd_ps(av, e0, c30);
+      c31 = _mm256_fmadd_ps(av, e1, c31);
+      a += 12;
+      b += 2 * ldb;
+    }
+    if (k) {
+      const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+      c00 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + 0), b0, c00);
+      c01 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + 0), b1, c01);
+      c10 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + 1), b0, c10);
+      c11 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + 1), b1, c11);
+    }
+    c00 = _mm256_add_ps(c00, c20);
+    c01 = _mm256_add_ps(c01, c21);
+    c10 = _mm256_add_ps(c10, c30);
+    c11 = _mm256_add_ps(c11, c31);
+    c20 = c21 = c30 = c31 = _mm256_setzero_ps();
+  } else if (m <= 4) {
+    /* the last row panel of M = 6q + 3 or 4 (16, 40, 64, 112, 160, 256, 1000 rows): rows 0-3 only, 8 FMAs per k
+     * (8 chains: enough to hide the FMA latency); rows 4-5 stay zero */
+#pragma GCC unroll 4
+    for (; k != 0; k--) {
+      const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+      __m256 av = _mm256_broadcast_ss(a + 0);
+      c00 = _mm256_fmadd_ps(av, b0, c00);
+      c01 = _mm256_fmadd_ps(av, b1, c01);
+      av = _mm256_broadcast_ss(a + 1);
+      c10 = _mm256_fmadd_ps(av, b0, c10);
+      c11 = _mm256_fmadd_ps(av, b1, c11);
+      av = _mm256_broadcast_ss(a + 2);
+      c20 = _mm256_fmadd_ps(av, b0, c20);
+      c21 = _mm256_fmadd_ps(av, b1, c21);
+      av = _mm256_broadcast_ss(a + 3);
+      c30 = _mm256_fmadd_ps(av, b0, c30);
+      c31 = _mm256_fmadd_ps(av, b1, c31);
+      a += 6;
+      b += ldb;
+    }
   } else {
 #pragma GCC unroll 4
     for (; k != 0; k--) {
