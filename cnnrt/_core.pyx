@@ -7,7 +7,7 @@ from libc.stdint cimport int32_t, int64_t, uint64_t, uintptr_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memset
 from libc.math cimport INFINITY
-from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC, CLOCK_THREAD_CPUTIME_ID
 
 cimport numpy as cnp
 import numpy as np
@@ -201,9 +201,11 @@ cdef class ConvWeights:
 
     def bench(self, x, residual=None, ThreadPool pool=None, size_t nthreads=1, bint maxpool2=False, int reps=5,
               double max_seconds=1.0):
-        """Seconds of each of up to `reps` runs on x with a plan for `nthreads` threads on `pool` (the load-time tuner,
-        cnnrt/tune.py): output and workspace are allocated once, before the first run; stops early once the runs
-        took max_seconds (at least one run)."""
+        """(wall seconds, CPU seconds of the calling thread) of each of up to `reps` runs on x with a plan for
+        `nthreads` threads on `pool` (the load-time tuner, cnnrt/tune.py): output and workspace are allocated once,
+        before the first run; stops early once the runs took max_seconds (at least one run). The caller works on the
+        run's tasks and spins while the others finish, so its CPU time falls well below the wall time only when it
+        (or a helper it waited for) was descheduled: other processes disturbed that run."""
         cdef cnp.ndarray[cnp.float32_t, ndim=4, mode="c"] xa = np.ascontiguousarray(x, dtype=np.float32)
         cdef cnn_conv2d_plan p
         if xa.shape[1] != self.desc.in_channels:
@@ -225,18 +227,20 @@ cdef class ConvWeights:
         cdef cnp.ndarray[cnp.uint8_t, ndim=1] ws = np.zeros(p.workspace_bytes + 64, dtype=np.uint8)
         cdef uintptr_t wsp = (<uintptr_t>cnp.PyArray_DATA(ws) + 63) & ~(<uintptr_t>63)
         cdef cnn_threadpool* tp = pool.pool if pool is not None else NULL
-        cdef timespec t0, t1
+        cdef timespec t0, t1, c0, c1
         cdef double dt, total = 0
         times = []
         if y.size == 0:
-            return [0.0]
+            return [(0.0, 0.0)]
         for _ in range(max(1, reps)):
             with nogil:
+                clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0)
                 clock_gettime(CLOCK_MONOTONIC, &t0)
                 cnn_conv2d_run(&p, &xa[0, 0, 0, 0], &y[0, 0, 0, 0], rptr, <void*>wsp, tp)
                 clock_gettime(CLOCK_MONOTONIC, &t1)
+                clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1)
             dt = (t1.tv_sec - t0.tv_sec) + 1e-9 * (t1.tv_nsec - t0.tv_nsec)
-            times.append(dt)
+            times.append((dt, (c1.tv_sec - c0.tv_sec) + 1e-9 * (c1.tv_nsec - c0.tv_nsec)))
             total += dt
             if total >= max_seconds:
                 break

@@ -23,9 +23,11 @@ stopping after LAYER_SECONDS), on an input of the layer's shape (random normal, 
 residual and, when every candidate can fuse it, the following 2x2 max-pool; a candidate's time is its minimum. A
 candidate replaces the rule's choice only if it is faster by MARGIN (15%), and again in CONFIRM_ROUNDS further rounds
 of just the two: timings on a shared machine vary by 10-20% (and by 10x under heavy load), the minimum of several
-alternated runs much less. The total tuning
-time of one plan (packing candidates included) is bounded by CNNRT_TUNE_BUDGET seconds (default 3); layers met after
-the budget is spent keep the rule (and are not cached, so a later load times them).
+alternated runs much less. A run during which the calling thread was off the CPU for more than 20% of the wall time
+(descheduled, or waiting for a descheduled helper) does not count (see default_timer); when the rule's choice has no
+undisturbed run, the layer keeps the rule and nothing is cached. The total tuning time of one plan (packing
+candidates included) is bounded by CNNRT_TUNE_BUDGET seconds (default 3); layers met after the budget is spent keep
+the rule (and are not cached, so a later load times them).
 Winograd candidates go through the same accuracy guard as the rule's (probe vs GEMM, budget 1e-3): a tile over budget
 falls back to a smaller tile or GEMM when its weights are packed, so it is never timed or chosen as that tile.
 
@@ -40,6 +42,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import os
 import platform
 import tempfile
@@ -56,17 +59,25 @@ DEFAULT_MODE = "cached"
 MARGIN = 0.15           # an alternative must take at most 1/1.15 of the rule's time, in both rounds of timing
 ROUNDS = 5              # timing rounds (one run of every candidate each, alternating order), after a warm-up run
 CONFIRM_ROUNDS = 4      # rounds of only the rule's choice and the winner before switching
+MAX_ROUNDS = 15         # more rounds (up to this many) while a candidate has fewer than 2 undisturbed runs
 LAYER_SECONDS = 0.5     # a layer's rounds stop once they took this long (at least 2 rounds)
+CLEAN_CPU = 0.8         # a run counts only if the calling thread was on a CPU for >= 80% of its wall time
 DEFAULT_BUDGET = 3.0    # seconds of tuning per plan (packing + timing), CNNRT_TUNE_BUDGET overrides
 FORMAT = 1
 
-# a timer: timer(candidate_name, bench) -> seconds of one round; bench(reps, max_seconds) runs the candidate and
-# returns the seconds of each run. Tests inject one that makes a candidate slower.
-Timer = Callable[[str, Callable[[int, float], List[float]]], float]
+# a timer: timer(candidate_name, bench) -> seconds of one round (inf: the run was disturbed, it does not count);
+# bench(reps, max_seconds) runs the candidate and returns (wall seconds, calling thread's CPU seconds) of each run.
+# Tests inject one that makes a candidate slower.
+Timer = Callable[[str, Callable[[int, float], List[tuple]]], float]
 
 
 def default_timer(name: str, bench) -> float:
-    return float(min(bench(1, 1e9)))
+    """Wall time of one run, or inf when the run was disturbed: the caller works on the run's tasks and spins while
+    the helpers finish, so its CPU time drops well below the wall time only when it, or a helper it had to wait for,
+    was descheduled by other processes (measured on the 2-core shared machine: undisturbed runs 0.87-1.02 of the wall
+    time, disturbed ones down to 0.01; a busy second core delayed 2-thread runs of small layers 8x)."""
+    wall, cpu = bench(1, 1e9)[0]
+    return float(wall) if cpu >= CLEAN_CPU * wall else math.inf
 
 
 def resolve_mode(tune) -> str:
@@ -310,6 +321,8 @@ class Tuner:
         if ent is None:
             ent = self.cached().get(key)
             src = "from cache" if ent is not None else None
+        if ent is not None and ent.get("disturbed") and src == "as an identical layer before":
+            return Decision(rule_algo, ent["rule"], "rule (timing of an identical layer was disturbed)")
         if ent is not None and ent["algo"] not in names + ["rule"]:
             ent = None  # a choice this session may not make (Winograd off, CNNRT_DIRECT=0, ...)
         if ent is not None:
@@ -323,8 +336,11 @@ class Tuner:
         if ent is None:
             return None
         self.memo[key] = ent
-        self.pending[key] = ent
         self.timed_layers.append(key)
+        if ent.get("disturbed"):
+            return Decision(rule_algo, ent["rule"], f"rule (timing disturbed by other processes: no undisturbed run "
+                                                     f"of {', '.join(ent['disturbed'])})")
+        self.pending[key] = ent
         d = self._decision(ent, rule_algo, make, "timed")
         d.weights = cw
         return d
@@ -377,25 +393,35 @@ class Tuner:
 
         def rounds(names, k):
             # one run of each candidate per round, the order reversed every round, so that a burst of load from
-            # other processes hits all of them alike; each candidate's minimum counts
+            # other processes hits all of them alike; each candidate's minimum over its undisturbed runs counts
+            # (inf: none); more rounds, up to MAX_ROUNDS, while a candidate has fewer than 2 undisturbed runs
             ts = {n: [] for n in names}
             t0 = time.perf_counter()
-            for r in range(k):
+            r = 0
+            while r < MAX_ROUNDS:
                 for n in (names if r % 2 == 0 else names[::-1]):
                     ts[n].append(float(timer(n, benches[n])))
-                if r >= 1 and time.perf_counter() - t0 > LAYER_SECONDS:
+                r += 1
+                if r >= 2 and time.perf_counter() - t0 > LAYER_SECONDS:
+                    break
+                if r >= k and all(sum(math.isfinite(t) for t in v) >= 2 for v in ts.values()):
                     break
             return {n: min(v) for n, v in ts.items()}
 
         times = rounds(list(packed), ROUNDS)
-        best = min(times, key=times.get)
-        switch = best != rule_name and times[best] * (1.0 + MARGIN) <= times[rule_name]
+        ok = {n: t for n, t in times.items() if math.isfinite(t)}
+        best = min(ok, key=ok.get) if ok else rule_name
+        disturbed = rule_name not in ok
+        switch = not disturbed and best != rule_name and times[best] * (1.0 + MARGIN) <= times[rule_name]
         if switch:  # confirm: the winner must beat the rule's choice by the margin again, in rounds of only the two
             again = rounds([rule_name, best], CONFIRM_ROUNDS)
-            switch = again[best] * (1.0 + MARGIN) <= again[rule_name]
+            disturbed = not all(math.isfinite(t) for t in again.values())
+            switch = not disturbed and again[best] * (1.0 + MARGIN) <= again[rule_name]
             for n in again:
                 times[n] = min(times[n], again[n])
         self.spent += time.perf_counter() - t_start
         ent = {"algo": best if switch else "rule", "rule": rule_name,
-               "times": {n: round(t, 9) for n, t in times.items()}, "unsure": unsure}
+               "times": {n: round(t, 9) for n, t in times.items() if math.isfinite(t)}, "unsure": unsure}
+        if disturbed:  # no comparison with the rule's choice: keep it, and cache nothing (a later load times again)
+            ent["disturbed"] = sorted(n for n, t in times.items() if not math.isfinite(t))
         return ent, (packed[best] if switch else None)

@@ -401,3 +401,26 @@ def test_cli_profile_tune_flag(cache_dir):
     same = "as an identical layer before"
     assert [("timed: " in l or same in l) for l in timed] == [("from cache: " in l or same in l) for l in cached]
     assert [l.split()[3] for l in timed] == [l.split()[3] for l in cached]  # the same algorithms
+
+
+def test_disturbed_runs_do_not_count(monkeypatch):
+    """A run whose calling thread was off the CPU for > 20% of it does not count (default_timer -> inf); when the
+    rule's choice has no undisturbed run, the layer keeps the rule and nothing is cached."""
+    assert tune.default_timer("x", lambda reps, s: [(1e-3, 0.95e-3)]) == 1e-3
+    assert tune.default_timer("x", lambda reps, s: [(1e-3, 0.5e-3)]) == float("inf")
+    inf = float("inf")
+    t = FakeTimer({"winograd-f4": inf, "gemm": 0.1e-3})
+    monkeypatch.setattr(tune, "default_timer", t)
+    m, ref = conv_model(16, 16)
+    s = cnnrt.Session(m, num_threads=2, tune="on")
+    a = conv_info(s, SHAPE)
+    assert a["algo"] == "winograd-f4" and "disturbed" in a["tune"] and "winograd-f4" in a["tune"], a
+    assert t.calls["winograd-f4"] == tune.MAX_ROUNDS  # kept trying for 2 undisturbed runs
+    assert not os.path.exists(s._prep.tuner.path)
+    assert_matches(s, ref, SHAPE)
+    # a disturbed candidate other than the rule's just drops out: the others still compete
+    monkeypatch.setattr(tune, "default_timer", FakeTimer({"gemm": inf, "winograd-f6": 0.5e-3}))
+    s = cnnrt.Session(m, num_threads=2, tune="on")
+    a = conv_info(s, SHAPE)
+    assert a["algo"] == "winograd-f6" and "gemm" not in a["tune"], a
+    assert os.path.exists(s._prep.tuner.path)
