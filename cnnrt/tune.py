@@ -23,9 +23,10 @@ stopping after LAYER_SECONDS), on an input of the layer's shape (random normal, 
 residual and, when every candidate can fuse it, the following 2x2 max-pool; a candidate's time is its minimum. A
 candidate replaces the rule's choice only if it is faster by MARGIN (15%), and again in CONFIRM_ROUNDS further rounds
 of just the two: timings on a shared machine vary by 10-20% (and by 10x under heavy load), the minimum of several
-alternated runs much less. A run during which the calling thread was off the CPU for more than 20% of the wall time
-(descheduled, or waiting for a descheduled helper) does not count (see default_timer); when the rule's choice has no
-undisturbed run, the layer keeps the rule and nothing is cached. The total tuning time of one plan (packing
+alternated runs much less. At 1 thread a run's time is the thread's CPU time; with more, the wall time, and a run
+during which the calling thread was off the CPU for more than 20% of it (descheduled, or waiting for a descheduled
+helper) does not count (see default_timer); when the rule's choice has no undisturbed run, the layer keeps the rule
+and nothing is cached. The total tuning time of one plan (packing
 candidates included) is bounded by CNNRT_TUNE_BUDGET seconds (default 3); layers met after the budget is spent keep
 the rule (and are not cached, so a later load times them).
 Winograd candidates go through the same accuracy guard as the rule's (probe vs GEMM, budget 1e-3): a tile over budget
@@ -61,22 +62,26 @@ ROUNDS = 5              # timing rounds (one run of every candidate each, altern
 CONFIRM_ROUNDS = 4      # rounds of only the rule's choice and the winner before switching
 MAX_ROUNDS = 15         # more rounds (up to this many) while a candidate has fewer than 2 undisturbed runs
 LAYER_SECONDS = 0.5     # a layer's rounds stop once they took this long (at least 2 rounds)
-CLEAN_CPU = 0.8         # a run counts only if the calling thread was on a CPU for >= 80% of its wall time
+CLEAN_CPU = 0.8         # several threads: a run counts only if the caller was on a CPU for >= 80% of its wall time
 DEFAULT_BUDGET = 3.0    # seconds of tuning per plan (packing + timing), CNNRT_TUNE_BUDGET overrides
 FORMAT = 1
 
-# a timer: timer(candidate_name, bench) -> seconds of one round (inf: the run was disturbed, it does not count);
-# bench(reps, max_seconds) runs the candidate and returns (wall seconds, calling thread's CPU seconds) of each run.
-# Tests inject one that makes a candidate slower.
-Timer = Callable[[str, Callable[[int, float], List[tuple]]], float]
+# a timer: timer(candidate_name, bench, threads) -> seconds of one round (inf: the run was disturbed, it does not
+# count); bench(reps, max_seconds) runs the candidate and returns (wall seconds, calling thread's CPU seconds) of each
+# run. Tests inject one that makes a candidate slower.
+Timer = Callable[[str, Callable[[int, float], List[tuple]], int], float]
 
 
-def default_timer(name: str, bench) -> float:
-    """Wall time of one run, or inf when the run was disturbed: the caller works on the run's tasks and spins while
-    the helpers finish, so its CPU time drops well below the wall time only when it, or a helper it had to wait for,
-    was descheduled by other processes (measured on the 2-core shared machine: undisturbed runs 0.87-1.02 of the wall
-    time, disturbed ones down to 0.01; a busy second core delayed 2-thread runs of small layers 8x)."""
+def default_timer(name: str, bench, threads: int = 1) -> float:
+    """One run. 1 thread: the calling thread's CPU time (it does all the work, and the time other processes take
+    from it is not counted). Several threads: the wall time, or inf when the run was disturbed: the caller works on
+    the run's tasks and spins while the helpers finish, so its CPU time drops well below the wall time only when it,
+    or a helper it had to wait for, was descheduled by other processes (measured on the 2-core shared machine:
+    undisturbed runs 0.87-1.02 of the wall time, disturbed ones down to 0.01; a busy second core delayed 2-thread
+    runs of small layers 8x)."""
     wall, cpu = bench(1, 1e9)[0]
+    if threads <= 1:
+        return float(cpu)
     return float(wall) if cpu >= CLEAN_CPU * wall else math.inf
 
 
@@ -400,7 +405,7 @@ class Tuner:
             r = 0
             while r < MAX_ROUNDS:
                 for n in (names if r % 2 == 0 else names[::-1]):
-                    ts[n].append(float(timer(n, benches[n])))
+                    ts[n].append(float(timer(n, benches[n], L.threads)))
                 r += 1
                 if r >= 2 and time.perf_counter() - t0 > LAYER_SECONDS:
                     break

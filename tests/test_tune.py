@@ -86,15 +86,15 @@ class FakeTimer:
         self.times, self.confirm, self.after = dict(times or {}), dict(confirm or {}), after
         self.calls = {}
 
-    def __call__(self, name, bench):
-        assert callable(bench)
+    def __call__(self, name, bench, threads):
+        assert callable(bench) and threads >= 1
         k = self.calls[name] = self.calls.get(name, 0) + 1
         if k > self.after and name in self.confirm:
             return self.confirm[name]
         return self.times.get(name, 1e-3)
 
 
-def no_timing(name, bench):
+def no_timing(name, bench, threads):
     raise AssertionError(f"timed {name} with tune=cached")
 
 
@@ -404,10 +404,12 @@ def test_cli_profile_tune_flag(cache_dir):
 
 
 def test_disturbed_runs_do_not_count(monkeypatch):
-    """A run whose calling thread was off the CPU for > 20% of it does not count (default_timer -> inf); when the
-    rule's choice has no undisturbed run, the layer keeps the rule and nothing is cached."""
-    assert tune.default_timer("x", lambda reps, s: [(1e-3, 0.95e-3)]) == 1e-3
-    assert tune.default_timer("x", lambda reps, s: [(1e-3, 0.5e-3)]) == float("inf")
+    """With several threads, a run whose calling thread was off the CPU for > 20% of it does not count (default_timer
+    -> inf; at 1 thread the thread's CPU time counts); when the rule's choice has no undisturbed run, the layer keeps
+    the rule and nothing is cached."""
+    assert tune.default_timer("x", lambda reps, s: [(1e-3, 0.95e-3)], 2) == 1e-3
+    assert tune.default_timer("x", lambda reps, s: [(1e-3, 0.5e-3)], 2) == float("inf")
+    assert tune.default_timer("x", lambda reps, s: [(1e-3, 0.5e-3)], 1) == 0.5e-3  # 1 thread: its CPU time
     inf = float("inf")
     t = FakeTimer({"winograd-f4": inf, "gemm": 0.1e-3})
     monkeypatch.setattr(tune, "default_timer", t)
