@@ -7,6 +7,7 @@ from libc.stdint cimport int32_t, int64_t, uint64_t, uintptr_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memset
 from libc.math cimport INFINITY
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC, CLOCK_THREAD_CPUTIME_ID
 
 cimport numpy as cnp
 import numpy as np
@@ -26,7 +27,8 @@ NODE_KINDS = {
 
 ACT_TYPES = {"none": 0, "relu": 1, "clip": 2, "leaky": 3, "sigmoid": 4, "hardsigmoid": 5, "hardswish": 6,
              "silu": 7, "tanh": 8}
-CONV_ALGOS = {"auto": 0, "gemm": 1, "depthwise": 2, "direct": 3, "reference": 4, "winograd": 5, "auto-small": 6}
+CONV_ALGOS = {"auto": 0, "gemm": 1, "depthwise": 2, "direct": 3, "reference": 4, "winograd": 5, "auto-small": 6,
+              "winograd-f2": 7, "winograd-f4": 8, "winograd-f6": 9}  # winograd-fM: forced, from tile M (guarded)
 CONV_ALGO_NAMES = {v: k for k, v in CONV_ALGOS.items()}
 
 
@@ -186,6 +188,63 @@ cdef class ConvWeights:
         if cnn_conv2d_plan_init(&p, self.w, batch, h, w, nthreads) != 0:
             return False
         return cnn_conv2d_plan_fuse_maxpool2(&p) == 0
+
+    def plan_algo(self, size_t batch, size_t h, size_t w, size_t nthreads):
+        """The algorithm a plan for this input shape runs (the name Plan.add_conv reports)."""
+        cdef cnn_conv2d_plan p
+        if cnn_conv2d_plan_init(&p, self.w, batch, h, w, nthreads) != 0:
+            raise ValueError(f"convolution does not fit an input of {h}x{w}")
+        if p.algo == CONV_ALGOS["winograd"]:
+            return f"winograd-f{self.tile}"
+        algo = self.algo
+        return "gemm" if algo == "winograd" else algo
+
+    def bench(self, x, residual=None, ThreadPool pool=None, size_t nthreads=1, bint maxpool2=False, int reps=5,
+              double max_seconds=1.0):
+        """(wall seconds, CPU seconds of the calling thread) of each of up to `reps` runs on x with a plan for
+        `nthreads` threads on `pool` (the load-time tuner, cnnrt/tune.py): output and workspace are allocated once,
+        before the first run; stops early once the runs took max_seconds (at least one run). The caller works on the
+        run's tasks and spins while the others finish, so its CPU time falls well below the wall time only when it
+        (or a helper it waited for) was descheduled: other processes disturbed that run."""
+        cdef cnp.ndarray[cnp.float32_t, ndim=4, mode="c"] xa = np.ascontiguousarray(x, dtype=np.float32)
+        cdef cnn_conv2d_plan p
+        if xa.shape[1] != self.desc.in_channels:
+            raise ValueError(f"expected {self.desc.in_channels} input channels, got {xa.shape[1]}")
+        if cnn_conv2d_plan_init(&p, self.w, xa.shape[0], xa.shape[2], xa.shape[3], nthreads if nthreads else 1) != 0:
+            raise ValueError("convolution does not fit the input")
+        if maxpool2 and (residual is not None or cnn_conv2d_plan_fuse_maxpool2(&p) != 0):
+            raise ValueError("this convolution plan cannot fuse a 2x2 max-pool")
+        cdef cnp.ndarray[cnp.float32_t, ndim=4, mode="c"] y = np.zeros(
+            (xa.shape[0], self.desc.out_channels, p.out_h // 2 if maxpool2 else p.out_h,
+             p.out_w // 2 if maxpool2 else p.out_w), dtype=np.float32)
+        cdef cnp.ndarray[cnp.float32_t, ndim=4, mode="c"] r
+        cdef const float* rptr = NULL
+        if residual is not None:
+            r = np.ascontiguousarray(residual, dtype=np.float32)
+            if r.shape[0] != y.shape[0] or r.shape[1] != y.shape[1] or r.shape[2] != y.shape[2] or r.shape[3] != y.shape[3]:
+                raise ValueError("residual shape differs from the output shape")
+            rptr = &r[0, 0, 0, 0]
+        cdef cnp.ndarray[cnp.uint8_t, ndim=1] ws = np.zeros(p.workspace_bytes + 64, dtype=np.uint8)
+        cdef uintptr_t wsp = (<uintptr_t>cnp.PyArray_DATA(ws) + 63) & ~(<uintptr_t>63)
+        cdef cnn_threadpool* tp = pool.pool if pool is not None else NULL
+        cdef timespec t0, t1, c0, c1
+        cdef double dt, total = 0
+        times = []
+        if y.size == 0:
+            return [(0.0, 0.0)]
+        for _ in range(max(1, reps)):
+            with nogil:
+                clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0)
+                clock_gettime(CLOCK_MONOTONIC, &t0)
+                cnn_conv2d_run(&p, &xa[0, 0, 0, 0], &y[0, 0, 0, 0], rptr, <void*>wsp, tp)
+                clock_gettime(CLOCK_MONOTONIC, &t1)
+                clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1)
+            dt = (t1.tv_sec - t0.tv_sec) + 1e-9 * (t1.tv_nsec - t0.tv_nsec)
+            times.append((dt, (c1.tv_sec - c0.tv_sec) + 1e-9 * (c1.tv_nsec - c0.tv_nsec)))
+            total += dt
+            if total >= max_seconds:
+                break
+        return times
 
     def __call__(self, x, residual=None, ThreadPool pool=None, bint maxpool2=False):
         """Run on a whole NCHW array (allocates; for tests and tools, not the hot path). maxpool2: return

@@ -25,6 +25,12 @@ def _size(s):
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
+def _tune_arg(p):
+    p.add_argument("--tune", choices=["off", "cached", "on"], default=None,
+                   help="load-time timing of convolution algorithms where the rules are unsure: off, cached (use "
+                        "earlier timings on this CPU, the default; CNNRT_TUNE) or on (time and cache)")
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="cnnrt", description="cnnrt: CNN inference on the CPU")
     sub = p.add_subparsers(dest="cmd")
@@ -42,6 +48,7 @@ def build_parser():
     r.add_argument("--std", type=_floats, default=None, help="per-channel std")
     r.add_argument("--scale", type=float, default=None, help="pixel scale before mean/std (default 1/255)")
     r.add_argument("--color", choices=["RGB", "BGR", "L"], default=None, help="color mode fed to the model")
+    _tune_arg(r)
     b = sub.add_parser("bench", help="latency and throughput (optionally against onnxruntime)")
     b.add_argument("model")
     b.add_argument("--batch", type=int, default=1)
@@ -50,6 +57,7 @@ def build_parser():
     b.add_argument("--size", type=_size, default=None, help="H,W for models with symbolic image size")
     b.add_argument("--compare", choices=["onnxruntime"], default=None)
     b.add_argument("--json", action="store_true")
+    _tune_arg(b)
     pr = sub.add_parser("profile", help="per-layer time, algorithm and GFLOP/s")
     pr.add_argument("model")
     pr.add_argument("--batch", type=int, default=1)
@@ -59,6 +67,7 @@ def build_parser():
     pr.add_argument("--trace", default=None, help="write a Chrome/Perfetto trace (JSON)")
     pr.add_argument("--plot", default=None, help="write per-layer times and a roofline (PNG, needs matplotlib)")
     pr.add_argument("--top", type=int, default=0, help="show only the N slowest layers")
+    _tune_arg(pr)
     ins = sub.add_parser("inspect", help="inputs, outputs, ops, FLOPs, memory and metadata of a model")
     ins.add_argument("model")
     ins.add_argument("--batch", type=int, default=1)
@@ -105,7 +114,7 @@ def _cmd_run(args) -> int:
     if args.output and not args.output.endswith((".csv", ".jsonl", ".json")):
         raise ValueError("--output must end in .csv or .jsonl")
     images = _expand_images(args.images)
-    sess = Session(args.model, num_threads=args.threads)
+    sess = Session(args.model, num_threads=args.threads, tune=args.tune)
     if len(sess.inputs) != 1:
         raise ValueError(f"the model has {len(sess.inputs)} inputs; `cnnrt run` feeds one image input")
     shape = sess.inputs[0].shape
@@ -189,7 +198,7 @@ def _cmd_bench(args) -> int:
 
     if args.batch <= 0 or args.runs <= 0 or (args.threads is not None and args.threads <= 0):
         raise ValueError("--batch, --runs and --threads must be positive")
-    sess = Session(args.model, num_threads=args.threads)
+    sess = Session(args.model, num_threads=args.threads, tune=args.tune)
     feed = input_for(sess, args.batch, args.size)
     info = sess.plan_info({k: v.shape for k, v in feed.items()})
     fns = {"cnnrt": lambda: sess.run(feed)}
@@ -222,7 +231,7 @@ def _cmd_bench(args) -> int:
     if args.json:
         print(json.dumps(res, indent=1))
         return 0
-    print(f"model {args.model}  batch {args.batch}  threads {sess.num_threads}  isa {sess.isa}  "
+    print(f"model {args.model}  batch {args.batch}  threads {sess.num_threads}  isa {sess.isa}  tune {sess.tune}  "
           f"{info.flops / 1e9:.3f} GFLOP/run  peak {peak:.0f} GFLOP/s (measured FMA loop)")
     print(f"planned memory {sess.peak_memory_bytes / 2**20:.2f} MiB (arena + workspace), packed weights "
           f"{sess.weight_bytes / 2**20:.2f} MiB")
@@ -241,7 +250,7 @@ def _cmd_profile(args) -> int:
     from .session import Session
     from .tools import chrome_trace, input_for, peak_gflops, profile
 
-    sess = Session(args.model, num_threads=args.threads)
+    sess = Session(args.model, num_threads=args.threads, tune=args.tune)
     feed = input_for(sess, args.batch, args.size)
     rows, total, info = profile(sess, feed, runs=args.runs)
     peak = peak_gflops(sess.num_threads)
@@ -249,7 +258,7 @@ def _cmd_profile(args) -> int:
     order = sorted(range(len(rows)), key=lambda i: -rows[i]["seconds"]) if args.top else range(len(rows))
     if args.top:
         order = order[:args.top]
-    print(f"model {args.model}  batch {args.batch}  threads {sess.num_threads}  isa {sess.isa}  "
+    print(f"model {args.model}  batch {args.batch}  threads {sess.num_threads}  isa {sess.isa}  tune {sess.tune}  "
           f"run {total * 1e3:.3f} ms (nodes {busy * 1e3:.3f} ms, outside nodes "
           f"{100 * max(0.0, total - busy) / total:.1f}%)  peak {peak:.0f} GFLOP/s")
     hdr = f"{'#':>3} {'layer':<28} {'op':<18} {'algo':<12} {'output shape':<20} {'ms':>8} {'%':>5} {'GFLOP/s':>8} " \

@@ -50,8 +50,9 @@ class Prepared:
     conv: Dict[tuple, object] = field(default_factory=dict)
     fc: Dict[tuple, object] = field(default_factory=dict)
     winograd: bool = True  # False: 3x3 stride-1 layers use GEMM (the only alternative for them)
+    tuner: object = None   # cnnrt.tune.Tuner: times the candidates where the rules are unsure (None: rules only)
 
-    def conv_weights(self, node: Node, w: np.ndarray, b, strides, pads, dils, groups, act, algo="auto"):
+    def conv_weights(self, node: Node, w: np.ndarray, b, strides, pads, dils, groups, act, algo="auto", made=None):
         if (not self.winograd and algo in ("auto", "auto-small") and groups == 1 and w.shape[2:] == (3, 3)
                 and tuple(strides) == (1, 1) and tuple(dils) == (1, 1)):
             algo = "gemm"
@@ -59,6 +60,8 @@ class Prepared:
         # both small (batch 1) and large (batch 32) outputs keeps both; every shape of a class reuses its packing
         key = (node.name, tuple(pads), act, algo)
         cw = self.conv.get(key)
+        if cw is None and made is not None:  # packed by the tuner while timing it
+            cw = self.conv[key] = made
         if cw is None:
             try:
                 cw = _core.ConvWeights(w, b, tuple(strides), tuple(pads), tuple(dils), groups, act, algo, self.isa)
@@ -90,6 +93,8 @@ class NodeInfo:
     out_shape: tuple
     flops: int
     algo: str = ""
+    tune: str = ""  # conv: how the load-time tuner chose (cnnrt/tune.py), "" where the rules decided alone
+    weights: object = field(default=None, repr=False)  # conv: the packed weights this plan's node runs
 
 
 @dataclass
@@ -483,15 +488,38 @@ def lower_conv(L: Lowering, node: Node):
         tiles = lambda m: xs[0] * -(-oh // m) * -(-ow // m)
         if tiles(4) < 16 <= tiles(2):
             algo = "auto-small"
-    cw = L.prep.conv_weights(node, w, b, strides, pads, dils, groups, conv_act, algo)
     out = node.outputs[0]
+    pool = None if res is not None or one_d else _fusable_maxpool2(L, out, out_shape)
+    tuned = None
+    if L.prep.tuner is not None and xs[0]:
+        from .tune import Layer
+
+        def make(a):
+            if a == algo:
+                return L.prep.conv_weights(node, w, b, strides, pads, dils, groups, conv_act, algo)
+            return _core.ConvWeights(w, b, tuple(strides), tuple(pads), tuple(dils), groups, conv_act, a, L.prep.isa)
+
+        tuned = L.prep.tuner.choose(
+            Layer(xs[1], w.shape[0], w.shape[2], w.shape[3], tuple(strides), tuple(pads), tuple(dils), groups, xs[0],
+                  h, wd, oh, ow, conv_act, bool(res is not None and fuse_res), pool is not None, L.nthreads),
+            algo, make)
+        if tuned is not None:
+            algo = tuned.algo
+    cw = L.prep.conv_weights(node, w, b, strides, pads, dils, groups, conv_act, algo,
+                             made=tuned.weights if tuned is not None else None)
+
+    def note():
+        L.infos[-1].weights = cw
+        if tuned is not None:
+            L.infos[-1].tune = tuned.why
+
     if res is not None and not fuse_res:
         tmp = out + "::conv"
         L.define(tmp, out_shape)
         L.emit(node, "conv", "add_conv", tmp, [x, None], (cw, xs[0], h, wd, L.nthreads), flops, cw.algo)
+        note()
         _emit_binary(L, node, "Add", tmp, L.runtime_input(node, res), out, act)
         return
-    pool = None if res is not None or one_d else _fusable_maxpool2(L, out, out_shape)
     if pool is not None and cw.can_fuse_maxpool2(xs[0], h, wd, L.nthreads):
         # Conv -> MaxPool(2x2, stride 2) as one C node: the pooled output is written from the tiles in cache, the
         # full-resolution output never exists
@@ -500,10 +528,12 @@ def lower_conv(L: Lowering, node: Node):
         L.define(pout, (xs[0], w.shape[0], oh // 2, ow // 2))
         L.emit(node, "conv", "add_conv", pout, [x, None], (cw, xs[0], h, wd, L.nthreads, True), flops, cw.algo)
         L.infos[-1].fused = L.infos[-1].fused + [f"MaxPool({pool.name})"]
+        note()
         return
     L.define(out, out_shape)
     ins = [x, L.runtime_input(node, res) if res else None]
     L.emit(node, "conv", "add_conv", out, ins, (cw, xs[0], h, wd, L.nthreads), flops, cw.algo)
+    note()
 
 
 def _fusable_maxpool2(L: Lowering, out: str, out_shape) -> Optional[Node]:

@@ -14,6 +14,7 @@ from .ir import Graph
 from .onnx_import import import_model, load_model
 from .passes import optimize
 from .planner import PlanInfo, Prepared, build_plan
+from .tune import Tuner, resolve_mode
 
 
 @dataclass(frozen=True)
@@ -41,12 +42,16 @@ class Session:
       winograd: False forces Winograd off (3x3 stride-1 layers then use GEMM; CNNRT_WINOGRAD=0 does the same).
       memory_limit: refuse (ModelError) a plan whose memory (arena + packed weights) would exceed this many bytes;
         default: half of the machine's physical memory (CNNRT_MEMORY_LIMIT overrides, in bytes).
+      tune: "off" (rules only), "cached" (rules, or the choice timed earlier on this CPU for this exact layer shape,
+        from the tuning cache; never times), "on" (also time the candidates of layers where the rules are unsure, once,
+        and cache the result); default: CNNRT_TUNE, else "cached". See cnnrt/tune.py and the README.
 
     run() may be called from many threads: runs on one session are serialized (each session owns one arena and one
     thread pool); use several sessions for concurrent runs."""
 
     def __init__(self, model, num_threads: Optional[int] = None, *, isa: Optional[str] = None,
-                 optimize_graph: bool = True, memory_limit: Optional[int] = None, winograd: bool = True):
+                 optimize_graph: bool = True, memory_limit: Optional[int] = None, winograd: bool = True,
+                 tune: Optional[str] = None):
         if num_threads is not None and (not isinstance(num_threads, (int, np.integer)) or num_threads < 0):
             raise ValueError(f"num_threads must be a non-negative integer, got {num_threads!r}")
         proto = load_model(model)
@@ -55,7 +60,8 @@ class Session:
         if self._model_source is None and self._model_path is None:  # a ModelProto
             self._model_source = proto.SerializeToString()
         self._options = dict(num_threads=num_threads, isa=isa, optimize_graph=optimize_graph,
-                             memory_limit=memory_limit, winograd=winograd)
+                             memory_limit=memory_limit, winograd=winograd, tune=tune)
+        self.tune = resolve_mode(tune)
         self._model_bytes_len = proto.ByteSize()
         graph = import_model(proto)
         self.nodes_before = len(graph.nodes)
@@ -72,6 +78,9 @@ class Session:
         self.isa = _core.ISA_NAMES[self._prep.isa]
         self.memory_limit = memory_limit if memory_limit is not None else default_memory_limit()
         self._pool = _core.ThreadPool(self.num_threads)
+        if self.tune != "off":
+            self._prep.tuner = Tuner(self.tune, self.isa, pool=self._pool, threads=self.num_threads,
+                                     winograd=bool(winograd))
         self._plans: Dict[tuple, PlanInfo] = {}
         self._arena = None
         self._lock = threading.Lock()
@@ -106,10 +115,16 @@ class Session:
         key = tuple(shapes[vi.name] for vi in self.inputs)
         info = self._plans.get(key)
         if info is None:
+            tuner = self._prep.tuner
+            if tuner is not None:
+                tuner.begin_plan()
             try:
                 info = build_plan(self._graph, self._prep, shapes, self.num_threads)
             except (OverflowError, RecursionError) as e:
                 raise ModelError(f"a size or attribute in the model is out of range: {e}") from None
+            finally:
+                if tuner is not None:
+                    tuner.flush()
             total = info.peak_bytes + self._prep.weight_bytes
             if self.memory_limit and total > self.memory_limit:
                 raise ModelError(f"planned memory {total} bytes (arena {info.peak_bytes}, weights "
@@ -149,10 +164,10 @@ class Session:
         for nd in info.nodes:
             if nd.kind != "conv":
                 continue
-            cw = by_name.get(nd.name)
+            cw = nd.weights if nd.weights is not None else by_name.get(nd.name)
             out.append({"layer": nd.name, "algo": nd.algo, "winograd_tile": cw.tile if cw else 0,
                         "probe_error": cw.probe_error if cw else None, "gflop": nd.flops / 1e9,
-                        "out_shape": tuple(nd.out_shape)})
+                        "out_shape": tuple(nd.out_shape), "tune": nd.tune})
         return out
 
     def optimized_graph_summary(self):

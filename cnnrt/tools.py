@@ -71,7 +71,10 @@ def _why(sess, nd, cw_by_name, node_by_name):
     if nd.kind != "conv":
         return ""
     node = node_by_name.get(nd.name)
-    cw = cw_by_name.get(nd.name)
+    cw = nd.weights if getattr(nd, "weights", None) is not None else cw_by_name.get(nd.name)
+    if getattr(nd, "tune", ""):  # the load-time tuner decided (cnnrt/tune.py): its timings, or "from cache"
+        e = cw.probe_error if cw is not None and nd.algo.startswith("winograd") else None
+        return nd.tune + (f"; probe error {e:.1e} <= 1e-3" if e is not None else "")
     w = sess._graph.consts.get(node.inputs[1]) if node is not None else None
     if w is None:
         return ""

@@ -30,6 +30,9 @@ typedef enum {
   CNN_CONV_ALGO_WINOGRAD = 5,  /* Winograd F(m,3) (3x3 stride 1), forced: every plan runs it */
   CNN_CONV_ALGO_AUTO_SMALL = 6, /* AUTO for layers whose outputs are small (e.g. 7x7, 8x8 at batch 1): Winograd is
                                    tried from F(2,3), whose 2x2 tiles still give enough GEMM columns there */
+  CNN_CONV_ALGO_WINOGRAD_F2 = 7, /* WINOGRAD from this tile (F(2,3), F(4,3), F(6,3)) instead of the default one: */
+  CNN_CONV_ALGO_WINOGRAD_F4 = 8, /* the load-time tuner (cnnrt/tune.py) times the tiles; the accuracy guard still */
+  CNN_CONV_ALGO_WINOGRAD_F6 = 9, /* falls back to a smaller tile, then GEMM, over budget (see the tile attribute) */
 } cnn_conv_algo;
 
 /* 0 if the descriptor is valid (non-zero sizes and strides, groups dividing both channel counts, ...). */

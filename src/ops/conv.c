@@ -205,11 +205,16 @@ cnn_conv2d_weights* cnn_conv2d_weights_create(const cnn_conv2d_desc* d, const fl
       break;
     case CNN_CONV_ALGO_REFERENCE: break;
     case CNN_CONV_ALGO_WINOGRAD: /* packed for GEMM as well: the fallback when the accuracy probe fails */
+    case CNN_CONV_ALGO_WINOGRAD_F2:
+    case CNN_CONV_ALGO_WINOGRAD_F4:
+    case CNN_CONV_ALGO_WINOGRAD_F6:
       if (!cnn_wino_eligible(d)) {
         set_status(status, CNN_ERR_UNSUPPORTED);
         return NULL;
       }
-      wino_m = cnn_wino_auto_tile(d) ? -cnn_wino_auto_tile(d) : -4;
+      wino_m = algo != CNN_CONV_ALGO_WINOGRAD ? -2 * (algo - CNN_CONV_ALGO_WINOGRAD_F2 + 1)
+               : cnn_wino_auto_tile(d)        ? -cnn_wino_auto_tile(d)
+                                              : -4;
       algo = CNN_CONV_ALGO_GEMM;
       break;
     default: set_status(status, CNN_ERR_INVALID); return NULL;

@@ -595,7 +595,12 @@ static void test_api(cnn_threadpool* pool2) {
   check_api("CNNRT_WINOGRAD_TILE=6 24->20 17x15", &c, CNN_CONV_ALGO_AUTO, pool2, CNN_CONV_ALGO_WINOGRAD, 1, 6);
   setenv("CNNRT_WINOGRAD_TILE", "2", 1);
   check_api("CNNRT_WINOGRAD_TILE=2 24->20 17x15", &c, CNN_CONV_ALGO_WINOGRAD, pool2, CNN_CONV_ALGO_WINOGRAD, 1, 2);
+  /* an explicit tile wins over CNNRT_WINOGRAD_TILE (the tuner's candidates) */
+  check_api("WINOGRAD_F6 24->20 17x15", &c, CNN_CONV_ALGO_WINOGRAD_F6, pool2, CNN_CONV_ALGO_WINOGRAD, 1, 6);
   unsetenv("CNNRT_WINOGRAD_TILE");
+  check_api("WINOGRAD_F2 24->20 17x15", &c, CNN_CONV_ALGO_WINOGRAD_F2, NULL, CNN_CONV_ALGO_WINOGRAD, 1, 2);
+  check_api("WINOGRAD_F4 24->20 17x15", &c, CNN_CONV_ALGO_WINOGRAD_F4, pool2, CNN_CONV_ALGO_WINOGRAD, 1, 4);
+  check_api("WINOGRAD_F6 24->20 17x15", &c, CNN_CONV_ALGO_WINOGRAD_F6, NULL, CNN_CONV_ALGO_WINOGRAD, 1, 6);
   check_api("GEMM 24->20", &c, CNN_CONV_ALGO_GEMM, NULL, CNN_CONV_ALGO_GEMM, 0, 0);
   setenv("CNNRT_WINOGRAD", "0", 1);
   check_api("AUTO with CNNRT_WINOGRAD=0", &c, CNN_CONV_ALGO_AUTO, NULL, CNN_CONV_ALGO_GEMM, 0, 0);
@@ -621,6 +626,9 @@ static void test_api(cnn_threadpool* pool2) {
   int st = 0;
   cnn_conv2d_weights* w = cnn_conv2d_weights_create(&c.d, c.w, NULL, -1, CNN_CONV_ALGO_WINOGRAD, &st);
   CHECK(w == NULL && st == CNN_ERR_UNSUPPORTED, "WINOGRAD on stride 2: status %d", st);
+  cnn_conv2d_weights_destroy(w);
+  w = cnn_conv2d_weights_create(&c.d, c.w, NULL, -1, CNN_CONV_ALGO_WINOGRAD_F2, &st);
+  CHECK(w == NULL && st == CNN_ERR_UNSUPPORTED, "WINOGRAD_F2 on stride 2: status %d", st);
   cnn_conv2d_weights_destroy(w);
   w = cnn_conv2d_weights_create(&c.d, c.w, NULL, -1, CNN_CONV_ALGO_AUTO, &st);
   CHECK(w && cnn_conv2d_weights_algo(w) == CNN_CONV_ALGO_GEMM && cnn_conv2d_weights_tile(w) == 0 &&
@@ -658,6 +666,14 @@ static void test_guard(void) {
     CHECK(y && a == CNN_CONV_ALGO_WINOGRAD && tile < 6 && tile > 0 && perr <= cnn_wino_budget(tile),
           "budget between errors: tile %d error %g", tile, perr);
     cnn_aligned_free(y);
+    /* an explicit F(6,3) request is guarded the same way (never runs the tile over budget) */
+    unsetenv("CNNRT_WINOGRAD_TILE");
+    int tile6 = -1;
+    y = run_api(&c, CNN_CONV_ALGO_WINOGRAD_F6, NULL, &a, &pa, &tile6, &perr);
+    CHECK(y && a == CNN_CONV_ALGO_WINOGRAD && tile6 == tile && perr <= cnn_wino_budget(tile6),
+          "WINOGRAD_F6 over budget: tile %d (WINOGRAD from 6: %d) error %g", tile6, tile, perr);
+    cnn_aligned_free(y);
+    setenv("CNNRT_WINOGRAD_TILE", "6", 1);
   }
   /* a zero budget: every tile fails, the layer falls back to GEMM and reports the last error tried */
   cnn_wino_set_budget_override(0.0);
