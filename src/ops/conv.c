@@ -11,8 +11,9 @@
  * REFERENCE: cnn_conv2d_ref on the unpacked weights (single-threaded).
  * DIRECT (groups 1, Cin <= 4: the 3-channel stems): tasks (n, band of output rows); each pads its band's input
  *   rows into the depthwise padded-copy layout and runs cnn_f32_directconv (4 output channels x 24 columns in
- *   registers). A fused 2x2 max-pool runs in the kernel's registers (clamp activations) or from a per-thread scratch
- *   of the band's outputs (others). An explicit DIRECT request on a shape it does not take is served by GEMM.
+ *   registers). A fused 2x2 max-pool runs in the kernel's registers (clamp activations: 6 output channels x 16
+ *   columns of two rows per tile) or from a per-thread scratch of the band's outputs (others). An explicit DIRECT
+ *   request on a shape it does not take is served by GEMM.
  * WINOGRAD is not implemented here (CNN_ERR_UNSUPPORTED). */
 #include <math.h>
 #include <stdint.h>
