@@ -208,7 +208,11 @@ void cnn_f32_dwconv_c8__avx2(const cnn_dwconv_c8_params* p, const float* in, con
  * pad + ci*cstride, its row r (logical padded row) at + r*pw, phase plane 1 at + plane. Output row oy (< oh) reads
  * padded rows oy*sh .. oy*sh + kh - 1, and columns up to round_up(ow, 8) + (kw-1)/sw (all readable).
  *   out[co*ostride + oy*ow + ox] = act(clamp(bias[co] + sum_{ci,ky,kx} w[co][ci][ky][kx] * tap + residual[...]))
- * wpk: the weights packed [ceil(cout/CB)][cin][kh][kw][CB] (zero-padded channels); bias: cout floats or NULL. */
+ * wpk: the weights packed [ceil(cout/CB)][cin][kh][kw][CB] (zero-padded channels); bias: cout floats or NULL.
+ * pool = 1 (residual NULL, act_fn NULL): out gets the 2x2 stride-2 max-pool (floor) of those outputs instead, pooled
+ * row i (< oh/2) of channel co at out + co*ostride + i*(ow/2), each element clamped first, the four taken in the
+ * pooling kernels' order (row 2i: column 2j, 2j+1; row 2i+1: 2j, 2j+1) with their rule m = v > m ? v : m from
+ * m = -inf (a NaN is skipped): bit-identical to the unpooled outputs pooled by cnn_f32_pool2d (max, 2x2, stride 2). */
 #define CNN_DIRECT_MAX_CIN 4
 #define CNN_DIRECT_CB 4
 typedef struct cnn_directconv_params {
@@ -218,6 +222,7 @@ typedef struct cnn_directconv_params {
   float min, max;
   void (*act_fn)(const cnn_act* act, const float* x, float* y, size_t n);
   const cnn_act* act;
+  int pool; /* 1: write the 2x2 max-pooled rows (see above) */
 } cnn_directconv_params;
 typedef void (*cnn_directconv_fn)(const cnn_directconv_params* p, const float* pad, const float* wpk,
                                   const float* bias, const float* residual, float* out);

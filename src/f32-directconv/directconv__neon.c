@@ -1,7 +1,10 @@
 /* Direct convolution for few input channels, NEON (aarch64) (see cnn_directconv_params in include/cnnrt/conv.h;
  * same structure as directconv__avx2.c). Register tile: the 4 output channels of a block x V vectors of 4 output
- * columns (V = 4: 16 accumulators); the 4 weights of a tap are one vector load, applied by lane (FMLA by element). */
+ * columns (V = 4: 16 accumulators); the 4 weights of a tap are one vector load, applied by lane (FMLA by element).
+ * Fused 2x2 max-pool (p->pool): the same tile over two output rows, one after the other; row 0's clamped outputs
+ * become column-pair maxima (UZP1/UZP2 de-interleave even and odd columns) that row 1's pairs then join. */
 #include <arm_neon.h>
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -9,11 +12,10 @@
 
 enum { CB = CNN_DIRECT_CB, MAXT = CNN_DIRECT_MAX_CIN * 64 };
 
-static inline __attribute__((always_inline)) void tile(const float* base, const ptrdiff_t* toff, size_t nt,
-                                                       const float* w, float32x4_t vb, size_t nc, size_t ox,
-                                                       size_t ow, const float* const* rrow, float* const* orow,
-                                                       float32x4_t lo, float32x4_t hi, const size_t V) {
-  float32x4_t acc[CB][4];
+/* acc[c][v] = bias + sum over the taps of w * in, for the CB channels and V vectors at x */
+static inline __attribute__((always_inline)) void accumulate(float32x4_t acc[CB][4], const float* x,
+                                                             const ptrdiff_t* toff, size_t nt, const float* w,
+                                                             float32x4_t vb, const size_t V) {
 #pragma GCC unroll 4
   for (size_t v = 0; v < V; v++) {
     acc[0][v] = vdupq_laneq_f32(vb, 0);
@@ -21,7 +23,6 @@ static inline __attribute__((always_inline)) void tile(const float* base, const 
     acc[2][v] = vdupq_laneq_f32(vb, 2);
     acc[3][v] = vdupq_laneq_f32(vb, 3);
   }
-  const float* x = base + ox;
   for (size_t t = 0; t < nt; t++) {
     const float* s = x + toff[t];
     const float32x4_t wv = vld1q_f32(w + t * CB);
@@ -34,6 +35,14 @@ static inline __attribute__((always_inline)) void tile(const float* base, const 
       acc[3][v] = vfmaq_laneq_f32(acc[3][v], in, wv, 3);
     }
   }
+}
+
+static inline __attribute__((always_inline)) void tile(const float* base, const ptrdiff_t* toff, size_t nt,
+                                                       const float* w, float32x4_t vb, size_t nc, size_t ox,
+                                                       size_t ow, const float* const* rrow, float* const* orow,
+                                                       float32x4_t lo, float32x4_t hi, const size_t V) {
+  float32x4_t acc[CB][4];
+  accumulate(acc, base + ox, toff, nt, w, vb, V);
 #pragma GCC unroll 4
   for (size_t c = 0; c < CB; c++) {
     if (c >= nc) break;
@@ -59,6 +68,54 @@ static inline __attribute__((always_inline)) void tile(const float* base, const 
   }
 }
 
+/* the pooling kernels' max: v > m ? v : m (a NaN v is skipped) */
+static inline float32x4_t pmax(float32x4_t v, float32x4_t m) { return vbslq_f32(vcgtq_f32(v, m), v, m); }
+
+/* pooled columns [ox/2, ox/2 + 2V) (those < pw) of the pooled row whose output rows start at padded rows base and
+ * base + rstep, for the CB channels of one block; V = 4 (16 output columns) or 1 (4). Row 0's clamped outputs are
+ * reduced to their column-pair maxima while row 1 is accumulated. */
+static inline __attribute__((always_inline)) void tile_pool(const float* base, size_t rstep, const ptrdiff_t* toff,
+                                                            size_t nt, const float* w, float32x4_t vb, size_t nc,
+                                                            size_t ox, size_t pw, float* const* orow, float32x4_t lo,
+                                                            float32x4_t hi, const size_t V) {
+  const float32x4_t ninf = vdupq_n_f32(-INFINITY);
+  float32x4_t m[CB][2];
+  float32x4_t acc[CB][4];
+  accumulate(acc, base + ox, toff, nt, w, vb, V);
+#pragma GCC unroll 4
+  for (size_t c = 0; c < CB; c++)
+#pragma GCC unroll 2
+    for (size_t h = 0; h < (V + 1) / 2; h++) { /* even columns, then odd ones */
+      const float32x4_t a = vminq_f32(hi, vmaxq_f32(lo, acc[c][2 * h]));
+      const float32x4_t b = V == 4 ? vminq_f32(hi, vmaxq_f32(lo, acc[c][2 * h + 1])) : a;
+      m[c][h] = pmax(vuzp1q_f32(a, b), ninf);
+      m[c][h] = pmax(vuzp2q_f32(a, b), m[c][h]);
+    }
+  accumulate(acc, base + rstep + ox, toff, nt, w, vb, V);
+  const size_t q = ox / 2, n = cnn_min_sz(2 * V, pw - q);
+#pragma GCC unroll 4
+  for (size_t c = 0; c < CB; c++) {
+    if (c >= nc) break;
+    float32x4_t r[2];
+#pragma GCC unroll 2
+    for (size_t h = 0; h < (V + 1) / 2; h++) {
+      const float32x4_t a = vminq_f32(hi, vmaxq_f32(lo, acc[c][2 * h]));
+      const float32x4_t b = V == 4 ? vminq_f32(hi, vmaxq_f32(lo, acc[c][2 * h + 1])) : a;
+      r[h] = pmax(vuzp1q_f32(a, b), m[c][h]);
+      r[h] = pmax(vuzp2q_f32(a, b), r[h]);
+    }
+    if (n == 8) {
+      vst1q_f32(orow[c] + q, r[0]);
+      vst1q_f32(orow[c] + q + 4, r[1]);
+    } else {
+      float tmp[8];
+      vst1q_f32(tmp, r[0]);
+      if (V == 4) vst1q_f32(tmp + 4, r[1]);
+      memcpy(orow[c] + q, tmp, n * sizeof(float));
+    }
+  }
+}
+
 void cnn_f32_directconv__neon(const cnn_directconv_params* p, const float* pad, const float* wpk, const float* bias,
                               const float* residual, float* out) {
   const size_t kh = p->kh, kw = p->kw, pw = p->pw, ow = p->ow, cout = p->cout;
@@ -71,6 +128,23 @@ void cnn_f32_directconv__neon(const cnn_directconv_params* p, const float* pad, 
                   (p->sw == 1 ? (ptrdiff_t)kx : (ptrdiff_t)((kx & 1) * p->plane + (kx >> 1)));
   const float32x4_t lo = vdupq_n_f32(p->min), hi = vdupq_n_f32(p->max);
   for (size_t c0 = 0; c0 < cout; c0 += CB) {
+    if (p->pool) {
+      const size_t nc = cnn_min_sz(CB, cout - c0);
+      const float* w = wpk + c0 * nt;
+      float b[CB];
+      for (size_t c = 0; c < CB; c++) b[c] = bias && c < nc ? bias[c0 + c] : 0.0f;
+      const float32x4_t vb = vld1q_f32(b);
+      const size_t ppw = ow / 2, owp = cnn_round_up(2 * ppw, 4); /* owp <= owv: columns read stay in bounds */
+      for (size_t i = 0; i < p->oh / 2; i++) {
+        const float* base = pad + 2 * i * p->sh * pw;
+        float* orow[CB];
+        for (size_t c = 0; c < CB; c++) orow[c] = out + (c0 + (c < nc ? c : 0)) * p->ostride + i * ppw;
+        size_t ox = 0;
+        for (; ox + 16 <= owp; ox += 16) tile_pool(base, p->sh * pw, toff, nt, w, vb, nc, ox, ppw, orow, lo, hi, 4);
+        for (; ox < owp; ox += 4) tile_pool(base, p->sh * pw, toff, nt, w, vb, nc, ox, ppw, orow, lo, hi, 1);
+      }
+      continue;
+    }
     for (size_t oy = 0; oy < p->oh; oy++) {
       const float* base = pad + oy * p->sh * pw;
       const size_t nc = cnn_min_sz(CB, cout - c0);

@@ -11,7 +11,9 @@
  * REFERENCE: cnn_conv2d_ref on the unpacked weights (single-threaded).
  * DIRECT (groups 1, Cin <= 4: the 3-channel stems): tasks (n, band of output rows); each pads its band's input
  *   rows into the depthwise padded-copy layout and runs cnn_f32_directconv (4 output channels x 24 columns in
- *   registers). An explicit DIRECT request on a shape it does not take is served by GEMM.
+ *   registers). A fused 2x2 max-pool runs in the kernel's registers (clamp activations: 6 output channels x 16
+ *   columns of two rows per tile) or from a per-thread scratch of the band's outputs (others). An explicit DIRECT
+ *   request on a shape it does not take is served by GEMM.
  * WINOGRAD is not implemented here (CNN_ERR_UNSUPPORTED). */
 #include <math.h>
 #include <stdint.h>
@@ -724,6 +726,11 @@ static void direct_task(void* vctx, size_t tid, size_t i) {
   }
   cnn_directconv_params dp = x->dp;
   dp.oh = r;
+  if (dp.pool) { /* 2x2 max-pool in the kernel's registers: the band's pooled rows straight into the output */
+    const size_t PH = x->OH / 2, PW = x->OW / 2;
+    w->direct(&dp, pad, w->packed, w->bias, NULL, x->out + n * d->out_channels * PH * PW + oy0 / 2 * PW);
+    return;
+  }
   if (x->scr) { /* the band's outputs (after bias and activation) into L1/L2, then 2x2 maxima to the pooled planes */
     const size_t OW = x->OW, PH = x->OH / 2, PW = OW / 2, C = d->out_channels, band = x->rows * OW;
     float* s = x->scr + tid * C * band;
@@ -767,13 +774,14 @@ int cnn_conv2d_plan_fuse_maxpool2(cnn_conv2d_plan* p) {
     return CNN_OK;
   }
   if (p->algo == 0 && w->algo == CNN_CONV_ALGO_DIRECT) {
-    /* bands of even rows; each thread's band outputs go to a scratch after its padded slice (any activation: the
-     * pool reads activated outputs) */
-    size_t rows, slice, ws, scr;
+    /* bands of even rows; a clamp-type activation: the kernel pools in registers (cnn_directconv_params.pool);
+     * another one (the pool reads activated outputs): each thread's band outputs go to a scratch after its padded
+     * slice, then the 2x2 maxima to the output */
+    size_t rows, slice, ws, scr = 0;
     cnn_dwconv_padded_params pp;
     if (!direct_band(w, p->batch, p->in_h, p->in_w, p->out_h, p->out_w, p->nthreads, 1, &rows, &pp, &slice))
       return CNN_ERR_UNSUPPORTED;
-    if (!mul_ok(w->d.out_channels * rows, p->out_w, &scr) || !mul_ok(slice + scr, p->nthreads, &ws) ||
+    if ((w->act_fn && !mul_ok(w->d.out_channels * rows, p->out_w, &scr)) || !mul_ok(slice + scr, p->nthreads, &ws) ||
         !mul_ok(ws, sizeof(float), &ws))
       return CNN_ERR_UNSUPPORTED;
     p->workspace_bytes = ws;
@@ -855,7 +863,12 @@ void cnn_conv2d_run_scaled(const cnn_conv2d_plan* p, const float* in, const floa
       x.dp.cstride = fl;
       x.dp.ostride = p->out_h * p->out_w;
       x.scr = NULL;
-      if (p->maxpool2) { /* after the threads' padded slices (cnn_conv2d_plan_fuse_maxpool2 sized the workspace) */
+      x.dp.pool = 0;
+      if (p->maxpool2 && !w->act_fn) { /* pooled in the kernel (the clamp comes before the pool) */
+        x.dp.pool = 1;
+        x.dp.ostride = (p->out_h / 2) * (p->out_w / 2);
+        x.res = NULL;
+      } else if (p->maxpool2) { /* after the threads' padded slices (cnn_conv2d_plan_fuse_maxpool2 sized the workspace) */
         x.scr = x.ws + p->nthreads * x.slice;
         x.dp.ostride = x.rows * p->out_w;
         x.res = NULL;

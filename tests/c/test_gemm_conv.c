@@ -23,6 +23,7 @@
 
 #include "cnnrt/common.h"
 #include "cnnrt/conv.h"
+#include "cnnrt/eltwise.h"
 #include "cnnrt/gemm.h"
 #include "cnnrt/hardware.h"
 #include "cnnrt/threadpool.h"
@@ -1076,6 +1077,104 @@ static void test_conv_direct(cnn_threadpool* pool2, int ncases) {
   printf("conv direct: %d random cases\n", done);
 }
 
+/* Direct kernel with the 2x2 max-pool fused (cnn_conv2d_plan_fuse_maxpool2): the pooled output must be
+ * bit-identical (memcmp) to the same plan unfused followed by the scalar pooling kernel (every ISA's pooling kernel
+ * gives its bits), for every ISA, 1 and 2 threads. Random Cin 1..4, Cout 1..21 (the channel blocks of 4 and a
+ * partial one), kernels 1x1..7x7, strides 1..2 (stride_h 3 too), paddings, odd and even sizes (an odd last output
+ * row / column is dropped), widths giving every tail of the 16- / 8- (AVX2) and 16- / 4- (NEON) column tiles,
+ * batch 1..3, clamp activations (pooled in registers) and others (pooled from a scratch); a quarter of the cases
+ * put NaN and +-inf into the input, so that windows mix NaN with numbers or hold only NaN (the pool skips a NaN; an
+ * all-NaN window gives -inf, which a ReLU-first order would turn into 0). */
+static void test_conv_direct_pool(cnn_threadpool* pool2, int ncases) {
+  int isas[4];
+  const int nisa = isa_list(isas);
+  int done = 0, tries = 0, nan_cases = 0;
+  while (done < ncases && tries < 100 * ncases) {
+    tries++;
+    static const size_t ks[][2] = {{1, 1}, {3, 3}, {5, 5}, {7, 7}, {1, 3}, {3, 1}, {2, 2}};
+    const size_t kk = done < 8 ? 1 : rng_range(0, 6); /* the ConvNet shape (3x3) first */
+    cnn_conv2d_desc d;
+    memset(&d, 0, sizeof(d));
+    d.kernel_h = ks[kk][0];
+    d.kernel_w = ks[kk][1];
+    d.stride_h = rng_range(1, 4) == 4 ? 3 : rng_range(1, 2);
+    d.stride_w = rng_range(1, 2);
+    d.dilation_h = d.dilation_w = 1;
+    d.pad_top = rng_range(0, 3);
+    d.pad_left = rng_range(0, 3);
+    d.pad_bottom = rng_range(0, 3);
+    d.pad_right = rng_range(0, 3);
+    d.groups = 1;
+    d.in_channels = rng_range(1, 4);
+    d.out_channels = rng_range(1, 21);
+    d.act = random_act();
+    if (rng_range(0, 1)) d.act.type = rng_range(0, 1) ? CNN_ACT_RELU : CNN_ACT_NONE; /* the in-register pool */
+    const size_t batch = rng_range(1, 3), h = rng_range(2, 40), w = rng_range(2, 80);
+    size_t oh, ow;
+    if (!cnn_conv2d_out_size(&d, h, w, &oh, &ow) || oh < 2 || ow < 2) continue;
+    if ((double)batch * d.out_channels * oh * ow * d.in_channels * d.kernel_h * d.kernel_w > 6e5) continue;
+    const size_t in_n = batch * d.in_channels * h * w, out_n = batch * d.out_channels * oh * ow;
+    const size_t pn = batch * d.out_channels * (oh / 2) * (ow / 2);
+    const int with_nan = rng_range(0, 3) == 0;
+    float* in = frand(in_n);
+    if (with_nan) {
+      nan_cases++;
+      const size_t nbad = 1 + in_n / 8;
+      for (size_t i = 0; i < nbad; i++) {
+        const size_t at = rng_range(0, in_n - 1), kind = rng_range(0, 3);
+        in[at] = kind < 2 ? NAN : kind == 2 ? INFINITY : -INFINITY;
+      }
+      if (rng_range(0, 1)) /* a block of NaN: whole pooling windows of NaN */
+        for (size_t i = 0; i < cnn_min_sz(in_n, 3 * w); i++) in[i] = NAN;
+    }
+    float* wt = frand(d.out_channels * d.in_channels * d.kernel_h * d.kernel_w);
+    float* bias = rng_range(0, 1) ? frand(d.out_channels) : NULL;
+    float* full = falloc(out_n);
+    float* want = falloc(pn);
+    float* got = falloc(pn);
+    cnn_pool2d_desc pd;
+    memset(&pd, 0, sizeof(pd));
+    pd.kernel_h = pd.kernel_w = pd.stride_h = pd.stride_w = 2;
+    pd.dilation_h = pd.dilation_w = 1;
+    for (int ii = 0; ii < nisa; ii++) {
+      int st;
+      cnn_conv2d_weights* cw = cnn_conv2d_weights_create(&d, wt, bias, isas[ii], CNN_CONV_ALGO_DIRECT, &st);
+      CHECK(cw && cnn_conv2d_weights_algo(cw) == CNN_CONV_ALGO_DIRECT, "direct pool: create");
+      if (!cw) continue;
+      for (size_t nthreads = 1; nthreads <= 2; nthreads++) {
+        cnn_conv2d_plan plan, fused;
+        CHECK(cnn_conv2d_plan_init(&plan, cw, batch, h, w, nthreads) == CNN_OK, "direct pool: plan");
+        fused = plan;
+        CHECK(cnn_conv2d_plan_fuse_maxpool2(&fused) == CNN_OK && fused.maxpool2, "direct pool: fuse");
+        void* ws = falloc(plan.workspace_bytes / sizeof(float) + 1);
+        void* wsf = falloc(fused.workspace_bytes / sizeof(float) + 1);
+        cnn_conv2d_run(&plan, in, full, NULL, ws, pool2);
+        cnn_f32_pool2d__scalar(&pd, batch * d.out_channels, oh, ow, oh / 2, ow / 2, full, want);
+        for (size_t i = 0; i < pn; i++) got[i] = 1234.5f; /* every pooled output must be written */
+        cnn_conv2d_run(&fused, in, got, NULL, wsf, pool2);
+        const int same = memcmp(got, want, pn * sizeof(float)) == 0;
+        CHECK(same, "direct pool isa=%s threads=%zu: fused != conv + pool", cnn_isa_name(isas[ii]), nthreads);
+        if (!same) {
+          size_t i = 0;
+          while (i < pn && memcmp(got + i, want + i, sizeof(float)) == 0) i++;
+          printf("  first difference at %zu: got %g want %g; batch %zu cin %zu cout %zu %zux%zu k %zux%zu s %zu,%zu "
+                 "pads %zu %zu %zu %zu act %s nan %d\n",
+                 i, got[i], want[i], batch, d.in_channels, d.out_channels, h, w, d.kernel_h, d.kernel_w, d.stride_h,
+                 d.stride_w, d.pad_top, d.pad_left, d.pad_bottom, d.pad_right, act_name(d.act.type), with_nan);
+        }
+        cnn_aligned_free(ws);
+        cnn_aligned_free(wsf);
+      }
+      cnn_conv2d_weights_destroy(cw);
+    }
+    float* fr[] = {in, wt, bias, full, want, got};
+    for (size_t i = 0; i < sizeof(fr) / sizeof(fr[0]); i++) cnn_aligned_free(fr[i]);
+    done++;
+  }
+  CHECK(done == ncases && nan_cases > 0, "direct pool: %d cases (%d with NaN / inf)", done, nan_cases);
+  printf("conv direct + fused 2x2 max-pool: %d random cases (%d with NaN / inf inputs)\n", done, nan_cases);
+}
+
 static void test_conv_checks(void) {
   cnn_conv2d_desc d;
   memset(&d, 0, sizeof(d));
@@ -1161,6 +1260,7 @@ int main(void) {
   test_conv_stride2(pool2, 80);
   test_conv_pointwise(pool2, 40);
   test_conv_direct(pool2, 60);
+  test_conv_direct_pool(pool2, 80);
   cnn_threadpool_destroy(pool1);
   cnn_threadpool_destroy(pool2);
   return test_summary("test_gemm_conv");
