@@ -7,7 +7,9 @@
  *   B is the input itself, packed as a plain matrix). Bias (per row), residual and RELU/CLIP run in the micro-kernel
  *   epilogue, any other activation on each finished tile. Tasks: (n*G + g, M block) x (N block), sized by
  *   cnn_gemm_tiling_init so that 2+ threads get work at batch 1 (N = OH*OW is split first when it is the larger).
- * DEPTHWISE: a direct kernel per output channel plane, tasks (n, co).
+ * DEPTHWISE: tasks over (image, input plane[, multiplier chunk]): small planes 8 channels at a time in the vector
+ *   lanes (AVX2); planes whose zero-padded copy would exceed 32 KB straight from the input rows (AVX2 no-copy
+ *   kernel); the others on a padded copy of each plane; without a workspace, the edge-masking direct kernel.
  * REFERENCE: cnn_conv2d_ref on the unpacked weights (single-threaded).
  * DIRECT (groups 1, Cin <= 4: the 3-channel stems): tasks (n, band of output rows); each pads its band's input
  *   rows into the depthwise padded-copy layout and runs cnn_f32_directconv (4 output channels x 24 columns in
