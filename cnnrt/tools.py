@@ -85,7 +85,12 @@ def _why(sess, nd, cw_by_name, node_by_name):
     if nd.algo == "depthwise":
         return "groups == input channels: direct depthwise kernel"
     if nd.algo == "direct":
-        return f"{cin} input channels: direct kernel (4 output channels x 24 pixels in registers)"
+        # the pool runs in registers after a clamp activation (or none); other activations go through a scratch
+        pooled = any(f.startswith("MaxPool(") for f in nd.fused) and all(
+            f.split("(")[0] in ("MaxPool", "Relu", "Clip", "BatchNormalization", "Add") for f in nd.fused)
+        tile = "6 output channels x 16 pixels of two rows, pooled in registers" if pooled else \
+            "4 output channels x 24 pixels in registers"
+        return f"{cin} input channels: direct kernel ({tile})"
     if nd.algo.startswith("winograd"):
         e = cw.probe_error if cw is not None else None
         small = " (small output: 2x2 tiles)" if cw is not None and cw.tile == 2 else ""

@@ -75,6 +75,36 @@ def test_depthwise_and_residual(isa, seed):
         assert np.all(np.abs(cw(x, residual=res) - want_r) <= tol)
 
 
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("seed", range(16))
+def test_depthwise_wide_rows(isa, seed):
+    """Depthwise planes whose padded copy would exceed 32 KB, wider than the 8-channels-in-lanes kernel takes (AVX2:
+    the no-copy kernel that reads the input rows directly; other ISAs: the padded-copy kernel), odd sizes, stride 1/2,
+    3x3/5x5, asymmetric padding, channel multiplier 1 or 2, batch 1-2, residual, SiLU / clip / none, 1 and 2 threads;
+    same bound as above (the activation is 1.1-Lipschitz and its own error, a few ulp, is far below
+    1e-5 * (1 + S))."""
+    rng = np.random.default_rng(300 + seed)
+    c = int(rng.integers(1, 10))
+    mult = 2 if seed % 4 == 3 else 1
+    k = int(rng.choice([3, 5]))
+    s = int(rng.integers(1, 3))
+    pads = tuple(int(v) for v in rng.integers(0, k // 2 + 2, size=4))
+    n, h, w = int(rng.integers(1, 3)), int(rng.integers(80, 97)) | 1, int(rng.integers(100, 141)) | 1
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    wt = rng.standard_normal((c * mult, 1, k, k)).astype(np.float32)
+    b = rng.standard_normal(c * mult).astype(np.float32)
+    act = [("silu", 0, 0), ("clip", 0, 6), None][seed % 3]
+    want = _core.conv2d_reference(x, wt, b, (s, s), pads, (1, 1), c, act)
+    res = rng.standard_normal(want.shape).astype(np.float32)
+    want_r = _core.conv2d_reference(x, wt, b, (s, s), pads, (1, 1), c, act, residual=res)
+    tol = bound(x, wt, (s, s), pads, (1, 1), c, res)
+    cw = _core.ConvWeights(wt, b, (s, s), pads, (1, 1), c, act, "depthwise", isa)
+    for threads in (1, 2):
+        pool = _core.ThreadPool(threads)
+        assert np.all(np.abs(cw(x, pool=pool) - want) <= tol), (threads, np.abs(cw(x, pool=pool) - want).max())
+        assert np.all(np.abs(cw(x, residual=res, pool=pool) - want_r) <= tol)
+
+
 def test_reference_matches_numpy():
     rng = np.random.default_rng(7)
     x = rng.standard_normal((2, 4, 9, 7)).astype(np.float32)

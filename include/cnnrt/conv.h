@@ -181,6 +181,18 @@ void cnn_f32_dwconv_padded__neon(const cnn_dwconv_padded_params* p, const float*
                                  const float* residual, float* out);
 #endif
 
+/* Depthwise straight from the input plane, without a padded copy (AVX2): same parameters and result as
+ * cnn_f32_dwconv__scalar (the oracle) for the shapes cnn_dwconv_rows_ok accepts (dilation 1, stride_w 1 or 2,
+ * stride_h <= 2, kw <= 8, kh*kw <= 64, rows narrower than 2^30). zrow: scratch of round_up(w, 8) floats (the kernel
+ * zeroes it; rows above and below the input read it). */
+int cnn_dwconv_rows_ok(const cnn_conv2d_desc* d, size_t h, size_t w);
+typedef void (*cnn_dwconv_rows_fn)(const cnn_dwconv_params* p, const float* in, const float* w, float bias,
+                                   const float* residual, float* out, float* zrow);
+#if defined(__x86_64__)
+void cnn_f32_dwconv_rows__avx2(const cnn_dwconv_params* p, const float* in, const float* w, float bias,
+                               const float* residual, float* out, float* zrow);
+#endif
+
 /* Depthwise, 8 channels at a time with the channels in the vector lanes (multiplier 1, dilation 1, kh*kw <= 64):
  * in/out/residual point at the first of 8 consecutive channel planes (h*w resp. oh*ow floats apart); w8: the 8
  * filters interleaved, [kh*kw][8], 32-byte aligned; bias: 8 floats or NULL. xbuf (ph*pwc*8 floats) and ybuf

@@ -3,13 +3,14 @@
  * leaves most of the lanes idle or spends its time on edges. The 8 input planes are transposed (8x8 blocks) into a
  * zero-bordered [ph][pwc][8] buffer, every tap is then one load and one FMA for 8 channels (4 output pixels per
  * iteration), and the [oh*ow][8] result is transposed back into the 8 contiguous output planes with bias, residual
- * and clamp applied on the way. */
+ * and clamp (and a SiLU activation, dw-silu__avx2.h) applied on the way. */
 #include <immintrin.h>
 #include <stdint.h>
 
 #include "cnnrt/conv.h"
 
 #include "../simd/transpose__avx2.h"
+#include "dw-silu__avx2.h"
 
 static const int32_t g_mask[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
 
@@ -114,8 +115,10 @@ void cnn_f32_dwconv_c8__avx2(const cnn_dwconv_c8_params* p, const float* in, con
     else
       c8_compute(p, xbuf, w8, vb, ybuf, kh, kw, p->sw);
   }
-  /* 3. back to 8 planes: + residual, clamp */
+  /* 3. back to 8 planes: + residual, clamp, and SiLU in registers when that is the activation (the same bits as the
+   * act_fn pass it replaces) */
   const __m256 lo = _mm256_set1_ps(p->min), hi = _mm256_set1_ps(p->max);
+  const int silu = OHW >= 8 && cnn_dw_fuse_silu(p->act_fn, p->act);
   if (OHW >= 8) {
     size_t done = 0; /* outputs [0, done) of every plane are final */
     for (size_t i = 0;; i += 8) {
@@ -131,6 +134,7 @@ void cnn_f32_dwconv_c8__avx2(const cnn_dwconv_c8_params* p, const float* in, con
         __m256 a = v[c];
         if (residual) a = _mm256_add_ps(a, _mm256_loadu_ps(residual + c * OHW + i));
         a = _mm256_min_ps(hi, _mm256_max_ps(lo, a));
+        if (silu) a = cnn_dw_silu8(a);
         if (keep) a = _mm256_blendv_ps(a, _mm256_loadu_ps(o), km);
         _mm256_storeu_ps(o, a);
       }
@@ -147,6 +151,6 @@ void cnn_f32_dwconv_c8__avx2(const cnn_dwconv_c8_params* p, const float* in, con
         out[c * OHW + i] = a;
       }
   }
-  if (p->act_fn)
+  if (p->act_fn && !silu)
     for (size_t c = 0; c < 8; c++) p->act_fn(p->act, out + c * OHW, out + c * OHW, OHW);
 }

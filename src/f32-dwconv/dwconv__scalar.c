@@ -70,3 +70,10 @@ void cnn_f32_dwconv__scalar(const cnn_dwconv_params* p, const float* in, const f
     if (p->act_fn) p->act_fn(p->act, orow, orow, p->ow);
   }
 }
+
+/* the shapes of cnn_f32_dwconv_rows__avx2 (int32 column arithmetic: rows well below 2^30) */
+int cnn_dwconv_rows_ok(const cnn_conv2d_desc* d, size_t h, size_t w) {
+  (void)h;
+  return d->dilation_h == 1 && d->dilation_w == 1 && (d->stride_w == 1 || d->stride_w == 2) && d->kernel_w <= 8 &&
+         d->kernel_h * d->kernel_w <= 64 && d->stride_h <= 2 && w + d->pad_left + 64 < ((size_t)1 << 30);
+}

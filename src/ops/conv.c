@@ -7,7 +7,9 @@
  *   B is the input itself, packed as a plain matrix). Bias (per row), residual and RELU/CLIP run in the micro-kernel
  *   epilogue, any other activation on each finished tile. Tasks: (n*G + g, M block) x (N block), sized by
  *   cnn_gemm_tiling_init so that 2+ threads get work at batch 1 (N = OH*OW is split first when it is the larger).
- * DEPTHWISE: a direct kernel per output channel plane, tasks (n, co).
+ * DEPTHWISE: tasks over (image, input plane[, multiplier chunk]): small planes 8 channels at a time in the vector
+ *   lanes (AVX2); planes whose zero-padded copy would exceed 32 KB straight from the input rows (AVX2 no-copy
+ *   kernel); the others on a padded copy of each plane; without a workspace, the edge-masking direct kernel.
  * REFERENCE: cnn_conv2d_ref on the unpacked weights (single-threaded).
  * DIRECT (groups 1, Cin <= 4: the 3-channel stems): tasks (n, band of output rows); each pads its band's input
  *   rows into the depthwise padded-copy layout and runs cnn_f32_directconv (4 output channels x 24 columns in
@@ -145,12 +147,20 @@ struct cnn_conv2d_weights {
   float* wref;              /* DIRECT: the weights as given, for plans whose rows are too wide for the padded copy */
   float* packed8; /* DEPTHWISE, multiplier 1, AVX2, >= 8 channels: [C/8][kh*kw][8] for cnn_f32_dwconv_c8__avx2 */
   cnn_dwconv_padded_fn dwp; /* depthwise on a padded plane copy (the shapes cnn_dwconv_padded_geometry takes) */
+  cnn_dwconv_rows_fn dwrows; /* depthwise straight from the input planes (AVX2; the shapes cnn_dwconv_rows_ok takes),
+                                used instead of dwpad + dwp where it applies, or NULL */
   cnn_gemm_act_fn act_fn; /* activation the clamp cannot express, or NULL */
   float act_min, act_max;
   size_t bytes;
   cnn_wino_weights* wino; /* Winograd transform (src/ops/winograd.c), kept next to the GEMM packing, or NULL */
   double wino_err;        /* its probe error (-1: no probe) */
 };
+
+/* CNNRT_DW_ROWS=0 turns the depthwise no-copy kernel off (A/B comparisons) */
+static int dw_rows_env(void) {
+  const char* e = getenv("CNNRT_DW_ROWS");
+  return !(e && e[0] == '0');
+}
 
 /* The direct kernel's shapes: groups 1, few input channels, the padded-copy layout (dilation 1, stride_w 1 or 2,
  * kh*kw <= 64). */
@@ -310,6 +320,7 @@ cnn_conv2d_weights* cnn_conv2d_weights_create(const cnn_conv2d_desc* d, const fl
       cw->dw = cnn_f32_dwconv__avx2;
       cw->dwp = cnn_f32_dwconv_padded__avx2;
       cw->dwpad = cnn_dwconv_pad_plane__avx2;
+      if (dw_rows_env()) cw->dwrows = cnn_f32_dwconv_rows__avx2;
       const size_t C = d->out_channels, khw = d->kernel_h * d->kernel_w;
       if (cout_g == 1 && C >= 8 && khw <= 64) {
         cw->packed8 = (float*)cnn_aligned_alloc(C / 8 * khw * 8 * sizeof(float));
@@ -374,6 +385,12 @@ static size_t gemm_slice_floats(const cnn_conv2d_weights* w, size_t N, size_t* b
   if (b_floats) *b_floats = bf;
   return bf + tf;
 }
+
+/* Planes whose padded copy would not fit in L1 (the 112-wide layers: 55-58 KB) run the no-copy kernel, which reads
+ * the input rows directly (1 thread: 32ch 3x3 s1 112x112 0.84x, 96ch 3x3 s2 112->56 0.76-0.92x the packer + padded
+ * kernel); smaller ones keep the padded copy, which then stays in L1 (144ch 3x3 s1 56x56: the no-copy kernel was
+ * 1.01-1.05x). */
+#define CNN_DW_ROWS_MIN_PAD_BYTES 32768
 
 /* Small planes take the 8-channels-in-lanes depthwise kernel (wider ones the padded-plane kernel, which vectorizes
  * along the row). */
@@ -442,6 +459,7 @@ int cnn_conv2d_plan_init(cnn_conv2d_plan* p, const cnn_conv2d_weights* w, size_t
       cnn_dwconv_c8_params cp;
       size_t xf, yf;
       if (dw_c8_ok(w, in_h, in_w, oh, ow, &cp, &xf, &yf)) slice = cnn_max_sz(slice, cnn_round_up(xf + yf, CNN_ALIGN / sizeof(float)));
+      slice = cnn_max_sz(slice, cnn_round_up(in_w, CNN_ALIGN / sizeof(float))); /* the no-copy kernel's zero row */
       if (!mul_ok(slice, nthreads, &ws) || !mul_ok(ws, sizeof(float), &ws)) return CNN_ERR_INVALID;
     }
   } else if (w->algo == CNN_CONV_ALGO_DIRECT) {
@@ -626,6 +644,7 @@ typedef struct {
   cnn_dwconv_padded_fn fn;
   float* ws;
   size_t slice;
+  cnn_dwconv_params rprm; /* the no-copy kernel's parameters (dwr_task) */
 } dwp_ctx;
 
 static void dwp_task(void* vctx, size_t tid, size_t i) {
@@ -649,6 +668,28 @@ static void dwp_task(void* vctx, size_t tid, size_t i) {
       const size_t o = (n * C + co) * x->OHW;
       x->fn(&x->prm, pad, w->packed + co * khw, w->bias ? w->bias[co] : 0.0f, x->res ? x->res + o : NULL,
             x->out + o);
+    }
+  }
+}
+
+/* No-copy depthwise: the units of dwp_task, each output plane straight from its input plane (the workspace slice
+ * holds the zero row). */
+static void dwr_task(void* vctx, size_t tid, size_t i) {
+  const dwp_ctx* x = (const dwp_ctx*)vctx;
+  const cnn_conv2d_weights* w = x->w;
+  const size_t Cin = w->d.in_channels, C = w->d.out_channels, cm = w->cout_g;
+  const size_t khw = w->d.kernel_h * w->d.kernel_w;
+  float* zrow = x->ws + tid * x->slice;
+  const size_t u1 = cnn_min_sz(x->units, (i + 1) * x->upt);
+  for (size_t u = i * x->upt; u < u1; u++) {
+    const size_t plane = u / x->mch, mc = u % x->mch; /* plane = n * Cin + ci */
+    const size_t n = plane / Cin, ci = plane % Cin;
+    const size_t m1 = cnn_min_sz(cm, (mc + 1) * x->mcz);
+    for (size_t m = mc * x->mcz; m < m1; m++) {
+      const size_t co = ci * cm + m;
+      const size_t o = (n * C + co) * x->OHW;
+      w->dwrows(&x->rprm, x->in + plane * x->HW, w->packed + co * khw, w->bias ? w->bias[co] : 0.0f,
+                x->res ? x->res + o : NULL, x->out + o, zrow);
     }
   }
 }
@@ -908,6 +949,7 @@ void cnn_conv2d_run_scaled(const cnn_conv2d_plan* p, const float* in, const floa
             size_t xf, yf; /* same slice as cnn_conv2d_plan_init */
             if (dw_c8_ok(w, p->in_h, p->in_w, p->out_h, p->out_w, &cp, &xf, &yf))
               x.slice = cnn_max_sz(x.slice, cnn_round_up(xf + yf, CNN_ALIGN / sizeof(float)));
+            x.slice = cnn_max_sz(x.slice, cnn_round_up(p->in_w, CNN_ALIGN / sizeof(float)));
           }
           const size_t planes = p->batch * d->in_channels, cm = w->cout_g;
           /* split the multiplier only when there are too few planes to keep every thread busy */
@@ -939,6 +981,15 @@ void cnn_conv2d_run_scaled(const cnn_conv2d_plan* p, const float* in, const floa
             return;
           }
 #endif
+          if (w->dwrows && fl * sizeof(float) > CNN_DW_ROWS_MIN_PAD_BYTES && cnn_dwconv_rows_ok(d, p->in_h, p->in_w)) {
+            cnn_dwconv_params_init(&x.rprm, d, p->in_h, p->in_w, p->out_h, p->out_w);
+            x.rprm.min = w->act_min;
+            x.rprm.max = w->act_max;
+            x.rprm.act_fn = w->act_fn;
+            x.rprm.act = &d->act;
+            cnn_parallelize_1d(pool, dwr_task, &x, cnn_div_up(x.units, upt));
+            return;
+          }
           cnn_parallelize_1d(pool, dwp_task, &x, cnn_div_up(x.units, upt));
           return;
         }

@@ -962,6 +962,23 @@ static void test_conv_regressions(cnn_threadpool* pool2) {
   run_conv_case(&c, pool2);
   c = make_case(1, 1, 16, 1, 33, 35, 3, 3, 1, 1, 1, 1, 0, CNN_ACT_RELU);
   run_conv_case(&c, pool2);
+  /* depthwise straight from the input planes (AVX2 no-copy kernel: planes whose padded copy would exceed 32 KB,
+   * with rows wider than the 8-channel kernel takes, or a multiplier, or fewer than 8 channels): stride 2 with odd
+   * sizes and batch 2, 5x5 with an in-place residual and multiplier 2, asymmetric padding with pure-padding rows and
+   * columns, stride 2 down / 1 across, SiLU */
+  c = make_case(2, 5, 5, 5, 61, 121, 3, 3, 2, 1, 1, 1, 0, CNN_ACT_SILU);
+  run_conv_case(&c, pool2);
+  c = make_case(1, 3, 6, 3, 85, 99, 5, 5, 1, 1, 2, 1, 1, CNN_ACT_CLIP);
+  c.inplace = 1;
+  run_conv_case(&c, pool2);
+  c = make_case(1, 12, 12, 12, 90, 101, 3, 3, 1, 1, 1, 0, 1, CNN_ACT_RELU);
+  c.d.pad_top = 3;
+  c.d.pad_left = 0;
+  c.d.pad_right = 4;
+  run_conv_case(&c, pool2);
+  c = make_case(2, 9, 9, 9, 70, 150, 5, 5, 2, 1, 2, 1, 0, CNN_ACT_NONE);
+  c.d.stride_w = 1;
+  run_conv_case(&c, pool2);
   /* wide rows: many 16-pixel panels with every tap inside the input (the packer's fast path), 3x3, 5x5,
    * dilation 2, groups */
   c = make_case(1, 24, 10, 1, 30, 50, 3, 3, 1, 1, 1, 1, 1, CNN_ACT_RELU);
