@@ -59,7 +59,6 @@ cdef extern from "cnnrt/conv.h":
         size_t workspace_bytes
         int algo
         int maxpool2
-        int in_scale
     int cnn_conv2d_desc_check(const cnn_conv2d_desc*)
     cnn_conv2d_weights* cnn_conv2d_weights_create(const cnn_conv2d_desc*, const float*, const float*, int, int,
                                                   int*) nogil
@@ -71,9 +70,6 @@ cdef extern from "cnnrt/conv.h":
     int cnn_conv2d_plan_init(cnn_conv2d_plan*, const cnn_conv2d_weights*, size_t, size_t, size_t, size_t)
     int cnn_conv2d_plan_fuse_maxpool2(cnn_conv2d_plan*)
     void cnn_conv2d_run(const cnn_conv2d_plan*, const float*, float*, const float*, void*, cnn_threadpool*) nogil
-    int cnn_conv2d_plan_fuse_input_scale(cnn_conv2d_plan*)
-    void cnn_conv2d_run_scaled(const cnn_conv2d_plan*, const float*, const float*, float*, const float*, void*,
-                               cnn_threadpool*) nogil
     void cnn_conv2d_ref(const cnn_conv2d_desc*, size_t, size_t, size_t, const float*, const float*, const float*,
                         const float*, float*) nogil
 

@@ -189,14 +189,6 @@ cdef class ConvWeights:
             return False
         return cnn_conv2d_plan_fuse_maxpool2(&p) == 0
 
-    def can_fuse_input_scale(self, size_t batch, size_t h, size_t w, size_t nthreads):
-        """True if the plan for this input shape can scale its input channels on the fly (a squeeze-and-excitation
-        Mul folded into this 1x1 convolution: Plan.add_conv_scaled)."""
-        cdef cnn_conv2d_plan p
-        if cnn_conv2d_plan_init(&p, self.w, batch, h, w, nthreads) != 0:
-            return False
-        return cnn_conv2d_plan_fuse_input_scale(&p) == 0
-
     def plan_algo(self, size_t batch, size_t h, size_t w, size_t nthreads):
         """The algorithm a plan for this input shape runs (the name Plan.add_conv reports)."""
         cdef cnn_conv2d_plan p
@@ -254,10 +246,9 @@ cdef class ConvWeights:
                 break
         return times
 
-    def __call__(self, x, residual=None, ThreadPool pool=None, bint maxpool2=False, scale=None):
+    def __call__(self, x, residual=None, ThreadPool pool=None, bint maxpool2=False):
         """Run on a whole NCHW array (allocates; for tests and tools, not the hot path). maxpool2: return
-        MaxPool(2x2, stride 2) of the output, fused into the convolution (ValueError where this plan cannot).
-        scale: [N, Cin] factors of the input channels, folded into the convolution (ValueError where it cannot)."""
+        MaxPool(2x2, stride 2) of the output, fused into the convolution (ValueError where this plan cannot)."""
         cdef cnp.ndarray[cnp.float32_t, ndim=4, mode="c"] xa = np.ascontiguousarray(x, dtype=np.float32)
         cdef cnn_conv2d_plan p
         cdef size_t nt = pool.size if pool is not None else 1
@@ -268,15 +259,6 @@ cdef class ConvWeights:
         if maxpool2:
             if residual is not None or cnn_conv2d_plan_fuse_maxpool2(&p) != 0:
                 raise ValueError("this convolution plan cannot fuse a 2x2 max-pool")
-        cdef cnp.ndarray[cnp.float32_t, ndim=2, mode="c"] sa
-        cdef const float* sptr = NULL
-        if scale is not None:
-            sa = np.ascontiguousarray(np.asarray(scale, dtype=np.float32).reshape(xa.shape[0], -1))
-            if sa.shape[1] != xa.shape[1]:
-                raise ValueError(f"scale has {sa.shape[1]} channels, the input {xa.shape[1]}")
-            if cnn_conv2d_plan_fuse_input_scale(&p) != 0:
-                raise ValueError("this convolution plan cannot fold input-channel scales")
-            sptr = &sa[0, 0]
         cdef cnp.ndarray[cnp.float32_t, ndim=4, mode="c"] y = np.empty(
             (xa.shape[0], self.desc.out_channels, p.out_h // 2 if maxpool2 else p.out_h,
              p.out_w // 2 if maxpool2 else p.out_w), dtype=np.float32)
@@ -294,7 +276,7 @@ cdef class ConvWeights:
         if y.size == 0:
             return y
         with nogil:
-            cnn_conv2d_run_scaled(&p, &xa[0, 0, 0, 0], sptr, &y[0, 0, 0, 0], rptr, <void*>wsp, tp)
+            cnn_conv2d_run(&p, &xa[0, 0, 0, 0], &y[0, 0, 0, 0], rptr, <void*>wsp, tp)
         return y
 
 
@@ -506,19 +488,6 @@ cdef class Plan:
             return f"winograd-f{w.tile}"
         algo = w.algo
         return "gemm" if algo == "winograd" else algo
-
-    def add_conv_scaled(self, int32_t out, int32_t x, object res, int32_t scale, ConvWeights w, size_t batch,
-                        size_t h, size_t wd, size_t nthreads):
-        """A 1x1 convolution of x scaled per (image, input channel) by the [batch, Cin] tensor `scale` (a
-        squeeze-and-excitation Mul folded in: the scaled input is never written)."""
-        cdef cnn_conv_node* p = <cnn_conv_node*>self._add(CNN_NODE_CONV, out, (x, res, scale), sizeof(cnn_conv_node))
-        if cnn_conv2d_plan_init(&p.plan, w.w, batch, h, wd, nthreads) != 0:
-            raise ValueError("convolution does not fit its input")
-        if cnn_conv2d_plan_fuse_input_scale(&p.plan) != 0:
-            raise ValueError("this convolution plan cannot fold input-channel scales")
-        self.keep.append(w)
-        self._ws(p.plan.workspace_bytes)
-        return w.algo
 
     def add_fc(self, int32_t out, int32_t x, object res, FCWeights w, size_t m, size_t x_rs, size_t x_cs,
                object act, size_t nthreads):

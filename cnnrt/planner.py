@@ -230,8 +230,6 @@ class Lowering:
         self.remaining: Dict[str, int] = {}
         self.readers: Dict[str, list] = {}
         self.absorbed = set()  # names of nodes lowered as part of an earlier node (a MaxPool fused into its Conv)
-        # squeeze-and-excitation Muls held back for the 1x1 Conv that reads them: Mul output -> (Mul node, x, scale)
-        self.se_scale: Dict[str, tuple] = {}
         for n in self.g.nodes:
             for i in n.inputs:
                 if i:
@@ -424,79 +422,7 @@ def _conv_pads(node, in_hw, k_hw, strides, dils):
     raise node_error(node, f"unknown auto_pad {auto!r}")
 
 
-def _defer_se_scale(L: Lowering, node: Node) -> bool:
-    """A Mul of x [N,C,H,W] by per-channel scales s [N,C,1,1] (squeeze-and-excitation) whose only reader is a 1x1,
-    stride-1, unpadded, ungrouped Conv: hold it back; lower_conv folds the scales into that Conv's GEMM (the scaled
-    x is never written) or, where its plan cannot, emits the Mul there. Returns True if held back."""
-    ins = [i for i in node.inputs if i]
-    out = node.outputs[0]
-    if len(ins) != 2 or _act_of_node(node) is not None or out in L.graph_outputs:
-        return False
-    if any(i in L.consts or i not in L.shapes for i in ins):
-        return False
-    a, b = ins
-    sa, sb = tuple(L.shapes[a]), tuple(L.shapes[b])
-    if len(sa) != 4 or len(sb) != 4:
-        return False
-    if sb[2:] == (1, 1) and sa[2] * sa[3] > 1:
-        x, s = a, b
-    elif sa[2:] == (1, 1) and sb[2] * sb[3] > 1:
-        x, s = b, a
-    else:
-        return False
-    xs, ss = tuple(L.shapes[x]), tuple(L.shapes[s])
-    if ss[:2] != xs[:2]:
-        return False
-    rd = L.readers.get(out, [])
-    if len(rd) != 1:
-        return False
-    conv = rd[0]
-    if conv.op != "Conv" or conv.inputs[0] != out or out in conv.inputs[1:] or conv.inputs[1] not in L.consts:
-        return False
-    w = L.consts[conv.inputs[1]]
-    if getattr(w, "ndim", 0) != 4 or tuple(w.shape[2:]) != (1, 1) or int(conv.attr("group", 1)) != 1:
-        return False
-    if list(conv.attr("strides", [1, 1])) != [1, 1] or list(conv.attr("dilations", [1, 1])) != [1, 1]:
-        return False
-    if any(int(v) for v in conv.attr("pads", [0, 0, 0, 0])) or conv.attr("auto_pad", "NOTSET") not in (
-            "NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER"):
-        return False
-    L.shapes[out] = xs
-    L.se_scale[out] = (node, x, s)
-    L.remaining[x] = L.remaining.get(x, 0) + 1  # still read, by the Conv
-    L.remaining[s] = L.remaining.get(s, 0) + 1
-    return True
-
-
 def lower_conv(L: Lowering, node: Node):
-    se = L.se_scale.pop(node.inputs[0], None)
-    if se is not None:
-        L.remaining[se[1]] -= 1
-        L.remaining[se[2]] -= 1
-        xs0 = L.shapes[se[1]]
-        w0 = L.consts[node.inputs[1]]
-        b0 = L.consts.get(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
-        res0 = node.inputs[3] if len(node.inputs) > 3 and node.inputs[3] else None
-        out_shape0 = (xs0[0], w0.shape[0], xs0[2], xs0[3])
-        res_ok = res0 is None or (res0 not in L.consts and tuple(L.shapes.get(res0, ())) == out_shape0)
-        if (res_ok and int(node.attr("group", 1)) == 1 and xs0[1] == w0.shape[1]
-                and (len(node.inputs) <= 2 or not node.inputs[2] or b0 is not None)):
-            cw = L.prep.conv_weights(node, np.asarray(w0, np.float32), b0, [1, 1], [0, 0, 0, 0], [1, 1], 1,
-                                     _act_of_node(node), "auto")
-            if cw.algo == "gemm" and cw.can_fuse_input_scale(xs0[0], xs0[2], xs0[3], L.nthreads):
-                mul, sx, sc = se
-                out = node.outputs[0]
-                L.define(out, out_shape0)
-                flops = 2 * xs0[0] * w0.shape[0] * xs0[2] * xs0[3] * w0.shape[1]
-                rin = L.runtime_input(node, res0) if res0 is not None else None
-                L.emit(node, "conv", "add_conv_scaled", out, [sx, rin, sc], (cw, xs0[0], xs0[2], xs0[3], L.nthreads),
-                       flops, cw.algo)
-                L.infos[-1].fused = L.infos[-1].fused + [f"Mul({mul.name})"]
-                return
-        # the plan cannot take the scales: the Mul runs here, just before its reader
-        mul, sx, sc = se
-        del L.shapes[node.inputs[0]]
-        _emit_binary(L, mul, "Mul", sx, sc, node.inputs[0])
     x = L.runtime_input(node, node.inputs[0])
     if node.inputs[1] not in L.consts:
         raise node_error(node, "weights computed at run time are not supported (they must be constant)")
@@ -666,8 +592,6 @@ def _emit_binary(L, node, op, a, b, out, act=None):
 
 
 def lower_binary(L, node):
-    if node.op == "Mul" and _defer_se_scale(L, node):
-        return
     ins = [L.runtime_input(node, i) for i in node.inputs if i]
     op = node.op
     if op == "Sum":

@@ -69,7 +69,6 @@ typedef struct cnn_conv2d_plan {
   size_t workspace_bytes;
   int algo; /* algorithm this plan runs: CNN_CONV_ALGO_WINOGRAD, or 0 (the weights' algorithm) */
   int maxpool2; /* 1: the run writes MaxPool(2x2, stride 2, floor) of the output (cnn_conv2d_plan_fuse_maxpool2) */
-  int in_scale; /* 1: the run scales the input channels (cnn_conv2d_plan_fuse_input_scale) */
 } cnn_conv2d_plan;
 /* Returns CNN_OK, or CNN_ERR_INVALID (batch or input size 0, kernel larger than the padded input, sizes whose
  * products overflow). The workspace holds nthreads per-thread slices: run with a pool of at most nthreads threads
@@ -85,16 +84,6 @@ int cnn_conv2d_plan_init(cnn_conv2d_plan* p, const cnn_conv2d_weights* w, size_t
 int cnn_conv2d_plan_fuse_maxpool2(cnn_conv2d_plan* p);
 void cnn_conv2d_run(const cnn_conv2d_plan* p, const float* in, float* out, const float* residual, void* workspace,
                     cnn_threadpool* pool);
-/* Per-(image, input channel) scales folded into the convolution: the run computes conv(in * scale) where scale is
- * [batch, Cin] (one factor per input plane: a squeeze-and-excitation Mul before a 1x1 convolution), without writing
- * the scaled input. The weights of each K block are scaled on the fly into a per-thread scratch (Cout x Cin
- * multiplies per image and task, against Cout x Cin x H*W multiply-adds). CNN_OK for a pointwise GEMM plan (1x1,
- * stride 1, no padding, groups 1, not Winograd, no fused pool); the workspace grows. Else CNN_ERR_UNSUPPORTED and
- * the plan is unchanged. */
-int cnn_conv2d_plan_fuse_input_scale(cnn_conv2d_plan* p);
-/* cnn_conv2d_run with the scales of a plan fused by cnn_conv2d_plan_fuse_input_scale (scale NULL: none). */
-void cnn_conv2d_run_scaled(const cnn_conv2d_plan* p, const float* in, const float* scale, float* out,
-                           const float* residual, void* workspace, cnn_threadpool* pool);
 
 /* Naive reference (the oracle): same semantics, weights unpacked. Sums in double; the fused activation is computed
  * in double with libm. residual may equal out. */

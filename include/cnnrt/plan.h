@@ -18,7 +18,7 @@ extern "C" {
 #endif
 
 typedef enum {
-  CNN_NODE_CONV = 1,        /* in: x [, residual [, scale]]; out: y (scale: [batch, Cin], a plan fused for it) */
+  CNN_NODE_CONV = 1,        /* in: x [, residual]; out: y */
   CNN_NODE_FC = 2,          /* in: x [, residual]; out: y */
   CNN_NODE_MATMUL = 3,      /* in: a, b; out: y — batched, both operands at run time */
   CNN_NODE_POOL2D = 4,      /* in: x; out: y */

@@ -504,9 +504,6 @@ typedef struct {
   size_t slice, b_floats;
   float* bshared; /* packed B of the whole problem (K blocks of npad columns), or NULL: each task packs its own */
   size_t npad;
-  const float* scale; /* [batch, Cin] input-channel scales (cnn_conv2d_run_scaled), or NULL */
-  float* ascr;        /* per-thread scratch for a scaled A block, ascr_floats each */
-  size_t ascr_floats;
 } gemm_ctx;
 
 static void gemm_shared_pack_task(void* vctx, size_t tid, size_t kb) {
@@ -567,22 +564,6 @@ static void gemm_task(void* vctx, size_t tid, size_t i, size_t j) {
       x->pack_b(&x->geom, in_g, pc, kc, n0, n1 - n0, cfg->nr, bpk, ktab);
     for (size_t ic = m0; ic < m1; ic += cfg->mc) {
       const size_t mc = cnn_min_sz(cfg->mc, m1 - ic);
-      const float* ablk = a_g + pc * w->mpad + ic * kc;
-      if (x->scale) {
-        /* conv(in * s) == (W * s) conv in for a pointwise layer (K index = input channel): the A block's columns
-         * k are scaled by this image's s[pc + k] (panels of mr rows, k-major) */
-        const float* s = x->scale + n * w->d.in_channels + pc;
-        float* dst = x->ascr + tid * x->ascr_floats;
-        const size_t mr = cfg->mr, panels = cnn_div_up(mc, mr);
-        for (size_t pp = 0; pp < panels; pp++)
-          for (size_t k = 0; k < kc; k++) {
-            const float f = s[k];
-            const float* src = ablk + (pp * kc + k) * mr;
-            float* dk = dst + (pp * kc + k) * mr;
-            for (size_t r = 0; r < mr; r++) dk[r] = src[r] * f;
-          }
-        ablk = dst;
-      }
       e.bias_row = w->bias ? w->bias + co0 + ic : NULL;
       e.bias_col = NULL;
       e.residual = res_g ? res_g + ic * N + n0 : NULL;
@@ -602,19 +583,19 @@ static void gemm_task(void* vctx, size_t tid, size_t i, size_t j) {
       }
       if (direct) {
         if (nfull)
-          cnn_gemm_macro_kernel_ldb(cfg, mc, nfull, kc, ablk, in_g + pc * HW + n0, HW,
+          cnn_gemm_macro_kernel_ldb(cfg, mc, nfull, kc, a_g + pc * w->mpad + ic * kc, in_g + pc * HW + n0, HW,
                                     out_g + ic * N + n0, N, pc > 0 || x->res_in_c, last, has_epi ? &e : NULL,
                                     w->act_fn, &w->d.act, pf, pf_floats * sizeof(float));
         if (n0 + nfull < n1) {
           cnn_gemm_epilogue et = e;
           if (et.residual) et.residual += nfull;
-          cnn_gemm_macro_kernel_pf(cfg, mc, n1 - n0 - nfull, kc, ablk, bpk,
+          cnn_gemm_macro_kernel_pf(cfg, mc, n1 - n0 - nfull, kc, a_g + pc * w->mpad + ic * kc, bpk,
                                    out_g + ic * N + n0 + nfull, N, pc > 0 || x->res_in_c, last,
                                    has_epi ? &et : NULL, w->act_fn, &w->d.act, NULL, 0);
         }
         continue;
       }
-      cnn_gemm_macro_kernel_pf(cfg, mc, n1 - n0, kc, ablk, bsrc, out_g + ic * N + n0, N,
+      cnn_gemm_macro_kernel_pf(cfg, mc, n1 - n0, kc, a_g + pc * w->mpad + ic * kc, bsrc, out_g + ic * N + n0, N,
                                pc > 0 || x->res_in_c, last, has_epi ? &e : NULL, w->act_fn, &w->d.act, pf,
                                pf_floats * sizeof(float));
     }
@@ -832,32 +813,8 @@ int cnn_conv2d_plan_fuse_maxpool2(cnn_conv2d_plan* p) {
   return CNN_ERR_UNSUPPORTED;
 }
 
-/* The scaled-A scratch of one thread (floats): an A block of mc rows (whole panels) x kcb. */
-static size_t gemm_ascr_floats(const cnn_conv2d_weights* w) {
-  const cnn_gemm_config* cfg = w->cfg;
-  return cnn_round_up(cnn_round_up(cfg->mc, cfg->mr) * w->kcb, CNN_ALIGN / sizeof(float));
-}
-
-int cnn_conv2d_plan_fuse_input_scale(cnn_conv2d_plan* p) {
-  if (!p || !p->w || p->in_scale || p->maxpool2 || p->algo != 0) return CNN_ERR_UNSUPPORTED;
-  const cnn_conv2d_weights* w = p->w;
-  if (w->algo != CNN_CONV_ALGO_GEMM || w->d.groups != 1 || !is_pointwise(&w->d)) return CNN_ERR_UNSUPPORTED;
-  size_t extra, ws = cnn_round_up(p->workspace_bytes, CNN_ALIGN);
-  if (!mul_ok(gemm_ascr_floats(w), p->nthreads, &extra) || !mul_ok(extra, sizeof(float), &extra) ||
-      ws > SIZE_MAX - extra)
-    return CNN_ERR_UNSUPPORTED;
-  p->workspace_bytes = ws + extra;
-  p->in_scale = 1;
-  return CNN_OK;
-}
-
 void cnn_conv2d_run(const cnn_conv2d_plan* p, const float* in, float* out, const float* residual, void* workspace,
                     cnn_threadpool* pool) {
-  cnn_conv2d_run_scaled(p, in, NULL, out, residual, workspace, pool);
-}
-
-void cnn_conv2d_run_scaled(const cnn_conv2d_plan* p, const float* in, const float* scale, float* out,
-                           const float* residual, void* workspace, cnn_threadpool* pool) {
   const cnn_conv2d_weights* w = p->w;
   const cnn_conv2d_desc* d = &w->d;
   /* the workspace holds p->nthreads slices: a larger pool would index past it, so it runs inline */
@@ -1045,14 +1002,6 @@ void cnn_conv2d_run_scaled(const cnn_conv2d_plan* p, const float* in, const floa
       x.slice = gemm_slice_floats(w, x.N, &x.b_floats);
       x.bshared = NULL;
       x.npad = cnn_round_up(x.N, w->cfg->nr);
-      x.scale = NULL;
-      x.ascr = NULL;
-      x.ascr_floats = 0;
-      if (p->in_scale && scale) { /* the scratch ends the workspace (cnn_conv2d_plan_fuse_input_scale) */
-        x.scale = scale;
-        x.ascr_floats = gemm_ascr_floats(w);
-        x.ascr = (float*)((char*)workspace + p->workspace_bytes) - p->nthreads * x.ascr_floats;
-      }
       if (nthreads > 1 && p->nthreads > 1 && gemm_shared_b_floats(w, p->batch, x.N)) {
         x.bshared = x.ws + p->nthreads * x.slice; /* after the per-thread slices (see cnn_conv2d_plan_init) */
         cnn_parallelize_1d(pool, gemm_shared_pack_task, &x, cnn_div_up(w->K, w->kcb));

@@ -35,8 +35,7 @@ static void run_node(const cnn_node* nd, float* const* t, void* ws, cnn_threadpo
   switch (nd->kind) {
     case CNN_NODE_CONV: {
       const cnn_conv_node* p = (const cnn_conv_node*)nd->params;
-      const float* x2 = nd->nin > 2 && nd->inputs[2] >= 0 ? t[nd->inputs[2]] : NULL; /* input-channel scales */
-      cnn_conv2d_run_scaled(&p->plan, x, x2, y, x1, ws, pool);
+      cnn_conv2d_run(&p->plan, x, y, x1, ws, pool);
       break;
     }
     case CNN_NODE_FC: {

@@ -675,115 +675,6 @@ static conv_case make_case(size_t batch, size_t cin, size_t cout, size_t g, size
   return c;
 }
 
-/* Input-channel scales folded into a pointwise GEMM convolution (cnn_conv2d_run_scaled: the squeeze-and-excitation
- * Mul): equal, within the gamma bound of the other conv tests (S from |w| * |s x|), to the reference convolution of
- * the input scaled beforehand. Random pointwise shapes and batch sizes plus shapes that take the in-place-B (ldb)
- * path (N >= 196, K >= 64, 24..192 rows) and the shared packed B (batch 1, N <= 256, 2 threads), with bias,
- * residual (also in place), activations, every ISA, 1 and 2 threads. Plans that cannot fold (3x3, strided, padded,
- * grouped, Winograd, fused pool) refuse and stay unchanged. */
-static void test_conv_input_scale(cnn_threadpool* pool2) {
-  int isas[4];
-  const int nisa = isa_list(isas);
-  for (int ci = 0; ci < 40; ci++) {
-    conv_case c;
-    if (ci == 0)
-      c = make_case(1, 96, 24, 1, 56, 56, 1, 1, 1, 1, 0, 1, 0, CNN_ACT_NONE); /* ldb */
-    else if (ci == 1)
-      c = make_case(2, 144, 40, 1, 14, 14, 1, 1, 1, 1, 0, 1, 1, CNN_ACT_NONE); /* ldb, residual, batch 2 */
-    else if (ci == 2)
-      c = make_case(1, 672, 112, 1, 14, 14, 1, 1, 1, 1, 0, 1, 1, CNN_ACT_NONE); /* shared B at 2 threads, K blocks */
-    else if (ci == 3)
-      c = make_case(1, 1152, 320, 1, 7, 7, 1, 1, 1, 1, 0, 1, 0, CNN_ACT_SILU);
-    else
-      c = make_case(rng_range(1, 3), rng_range(1, 300), rng_range(1, 70), 1, rng_range(1, 20), rng_range(1, 20), 1, 1,
-                    1, 1, 0, (int)rng_range(0, 1), (int)rng_range(0, 1),
-                    (int[]){CNN_ACT_NONE, CNN_ACT_RELU, CNN_ACT_CLIP, CNN_ACT_SILU}[rng_range(0, 3)]);
-    c.inplace = c.with_res && rng_range(0, 1);
-    const cnn_conv2d_desc* d = &c.d;
-    const size_t cin = d->in_channels, cout = d->out_channels, HW = c.h * c.w;
-    const size_t in_n = c.batch * cin * HW, out_n = c.batch * cout * HW;
-    float* in = frand(in_n);
-    float* sc = frand(c.batch * cin);
-    float* xs = falloc(in_n);
-    for (size_t i = 0; i < in_n; i++) xs[i] = in[i] * sc[i / HW];
-    float* wt = frand(cout * cin);
-    float* bias = c.with_bias ? frand(cout) : NULL;
-    float* res = c.with_res ? frand(out_n) : NULL;
-    float* want = falloc(out_n);
-    float* S = falloc(out_n);
-    float* out = falloc(out_n);
-    cnn_conv2d_ref(d, c.batch, c.h, c.w, xs, wt, bias, res, want);
-    {
-      cnn_conv2d_desc da = *d;
-      da.act.type = CNN_ACT_NONE;
-      float *ai = fabs_copy(xs, in_n), *aw = fabs_copy(wt, cout * cin), *ab = fabs_copy(bias, cout),
-            *ar = fabs_copy(res, out_n);
-      cnn_conv2d_ref(&da, c.batch, c.h, c.w, ai, aw, ab, ar, S);
-      float* fr[] = {ai, aw, ab, ar};
-      for (size_t i = 0; i < 4; i++) cnn_aligned_free(fr[i]);
-    }
-    for (int ii = 0; ii < nisa; ii++) {
-      int st;
-      cnn_conv2d_weights* cw = cnn_conv2d_weights_create(d, wt, bias, isas[ii], CNN_CONV_ALGO_GEMM, &st);
-      CHECK(cw != NULL, "scale case: create");
-      if (!cw) continue;
-      for (size_t nthreads = 1; nthreads <= 2; nthreads++) {
-        cnn_conv2d_plan plan;
-        if (cnn_conv2d_plan_init(&plan, cw, c.batch, c.h, c.w, nthreads) != CNN_OK) {
-          CHECK(0, "scale case: plan");
-          continue;
-        }
-        const size_t ws0 = plan.workspace_bytes;
-        CHECK(cnn_conv2d_plan_fuse_input_scale(&plan) == CNN_OK && plan.in_scale && plan.workspace_bytes > ws0,
-              "a pointwise GEMM plan folds input scales");
-        void* ws = cnn_aligned_alloc(plan.workspace_bytes);
-        const float* r = res;
-        if (c.inplace && res) {
-          memcpy(out, res, out_n * sizeof(float));
-          r = out;
-        } else {
-          for (size_t i = 0; i < out_n; i++) out[i] = NAN;
-        }
-        cnn_conv2d_run_scaled(&plan, in, sc, out, r, ws, pool2);
-        size_t where;
-        /* the products w*s*x round once more than w*(s*x) (the reference's): one more term of gamma */
-        const double ratio = worst_ratio(out, want, S, out_n, cin + 3, &d->act, &where);
-        CHECK(ratio <= 1, "conv input scale isa=%s threads=%zu: ratio %g at %zu (got %g want %g)",
-              cnn_isa_name(isas[ii]), nthreads, ratio, where, out[where], want[where]);
-        if (ratio > 1) print_case(&c);
-        cnn_aligned_free(ws);
-      }
-      cnn_conv2d_weights_destroy(cw);
-    }
-    float* fr[] = {in, sc, xs, wt, bias, res, want, S, out};
-    for (size_t i = 0; i < sizeof(fr) / sizeof(fr[0]); i++) cnn_aligned_free(fr[i]);
-  }
-  /* shapes that cannot fold */
-  const conv_case no[] = {make_case(1, 16, 16, 1, 9, 9, 3, 3, 1, 1, 1, 1, 0, CNN_ACT_NONE),
-                          make_case(1, 16, 16, 1, 9, 9, 1, 1, 2, 1, 0, 1, 0, CNN_ACT_NONE),
-                          make_case(1, 16, 16, 1, 9, 9, 1, 1, 1, 1, 1, 1, 0, CNN_ACT_NONE),
-                          make_case(1, 16, 16, 4, 9, 9, 1, 1, 1, 1, 0, 1, 0, CNN_ACT_NONE),
-                          make_case(1, 32, 32, 1, 40, 40, 3, 3, 1, 1, 1, 1, 0, CNN_ACT_RELU)};
-  for (size_t k = 0; k < sizeof(no) / sizeof(no[0]); k++) {
-    const cnn_conv2d_desc* d = &no[k].d;
-    float* wt = frand(d->out_channels * d->in_channels / d->groups * d->kernel_h * d->kernel_w);
-    int st;
-    cnn_conv2d_weights* cw = cnn_conv2d_weights_create(d, wt, NULL, -1, k == 4 ? CNN_CONV_ALGO_AUTO : CNN_CONV_ALGO_GEMM,
-                                                       &st);
-    cnn_conv2d_plan plan;
-    if (cw && cnn_conv2d_plan_init(&plan, cw, 1, no[k].h, no[k].w, 1) == CNN_OK) {
-      cnn_conv2d_plan before = plan;
-      CHECK(cnn_conv2d_plan_fuse_input_scale(&plan) == CNN_ERR_UNSUPPORTED &&
-                memcmp(&before, &plan, sizeof(plan)) == 0,
-            "input scales refused for case %zu, plan unchanged", k);
-    } else {
-      CHECK(0, "no-fold case %zu: create/plan", k);
-    }
-    cnn_conv2d_weights_destroy(cw);
-    cnn_aligned_free(wt);
-  }
-}
-
 static void test_conv_random(cnn_threadpool* pool2, int ncases) {
   static const size_t ks[][2] = {{1, 1}, {3, 3}, {5, 5}, {7, 7}, {1, 3}, {3, 1}};
   int done = 0, tries = 0;
@@ -1273,7 +1164,6 @@ int main(void) {
   test_conv_checks();
   test_conv_regressions(pool2);
   test_conv_random(pool2, 200);
-  test_conv_input_scale(pool2);
   test_conv_stride2(pool2, 80);
   test_conv_pointwise(pool2, 40);
   test_conv_direct(pool2, 60);
