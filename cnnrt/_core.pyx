@@ -194,10 +194,35 @@ cdef class ConvWeights:
         cdef cnn_conv2d_plan p
         if cnn_conv2d_plan_init(&p, self.w, batch, h, w, nthreads) != 0:
             raise ValueError(f"convolution does not fit an input of {h}x{w}")
+        return self._algo_of(&p)
+
+    cdef str _algo_of(self, const cnn_conv2d_plan* p):
+        """The name of the algorithm plan p runs: winograd-fM, or the weights' algorithm (GEMM where Winograd
+        weights fall back for this shape)."""
         if p.algo == CONV_ALGOS["winograd"]:
             return f"winograd-f{self.tile}"
         algo = self.algo
         return "gemm" if algo == "winograd" else algo
+
+    cdef tuple _prepare(self, cnn_conv2d_plan* p, cnp.ndarray xa, object residual, size_t nthreads, bint maxpool2,
+                        bint zeroed):
+        """Plan p for xa's shape (and the fused pool), the output array, the residual array (None) and a workspace
+        array 64 bytes longer than the plan needs (align its address to 64); zeroed: touch the pages now."""
+        if xa.shape[1] != self.desc.in_channels:
+            raise ValueError(f"expected {self.desc.in_channels} input channels, got {xa.shape[1]}")
+        if cnn_conv2d_plan_init(p, self.w, xa.shape[0], xa.shape[2], xa.shape[3], nthreads if nthreads else 1) != 0:
+            raise ValueError("convolution does not fit the input")
+        if maxpool2 and (residual is not None or cnn_conv2d_plan_fuse_maxpool2(p) != 0):
+            raise ValueError("this convolution plan cannot fuse a 2x2 max-pool")
+        alloc = np.zeros if zeroed else np.empty
+        y = alloc((xa.shape[0], self.desc.out_channels, p.out_h // 2 if maxpool2 else p.out_h,
+                   p.out_w // 2 if maxpool2 else p.out_w), dtype=np.float32)
+        r = None
+        if residual is not None:
+            r = np.ascontiguousarray(residual, dtype=np.float32)
+            if r.shape != y.shape:
+                raise ValueError("residual shape differs from the output shape")
+        return y, r, alloc(p.workspace_bytes + 64, dtype=np.uint8)
 
     def bench(self, x, residual=None, ThreadPool pool=None, size_t nthreads=1, bint maxpool2=False, int reps=5,
               double max_seconds=1.0):
@@ -208,23 +233,14 @@ cdef class ConvWeights:
         (or a helper it waited for) was descheduled: other processes disturbed that run."""
         cdef cnp.ndarray[cnp.float32_t, ndim=4, mode="c"] xa = np.ascontiguousarray(x, dtype=np.float32)
         cdef cnn_conv2d_plan p
-        if xa.shape[1] != self.desc.in_channels:
-            raise ValueError(f"expected {self.desc.in_channels} input channels, got {xa.shape[1]}")
-        if cnn_conv2d_plan_init(&p, self.w, xa.shape[0], xa.shape[2], xa.shape[3], nthreads if nthreads else 1) != 0:
-            raise ValueError("convolution does not fit the input")
-        if maxpool2 and (residual is not None or cnn_conv2d_plan_fuse_maxpool2(&p) != 0):
-            raise ValueError("this convolution plan cannot fuse a 2x2 max-pool")
-        cdef cnp.ndarray[cnp.float32_t, ndim=4, mode="c"] y = np.zeros(
-            (xa.shape[0], self.desc.out_channels, p.out_h // 2 if maxpool2 else p.out_h,
-             p.out_w // 2 if maxpool2 else p.out_w), dtype=np.float32)
+        yo, ro, wso = self._prepare(&p, xa, residual, nthreads, maxpool2, True)
+        cdef cnp.ndarray[cnp.float32_t, ndim=4, mode="c"] y = yo
         cdef cnp.ndarray[cnp.float32_t, ndim=4, mode="c"] r
         cdef const float* rptr = NULL
-        if residual is not None:
-            r = np.ascontiguousarray(residual, dtype=np.float32)
-            if r.shape[0] != y.shape[0] or r.shape[1] != y.shape[1] or r.shape[2] != y.shape[2] or r.shape[3] != y.shape[3]:
-                raise ValueError("residual shape differs from the output shape")
+        if ro is not None:
+            r = ro
             rptr = &r[0, 0, 0, 0]
-        cdef cnp.ndarray[cnp.uint8_t, ndim=1] ws = np.zeros(p.workspace_bytes + 64, dtype=np.uint8)
+        cdef cnp.ndarray[cnp.uint8_t, ndim=1] ws = wso
         cdef uintptr_t wsp = (<uintptr_t>cnp.PyArray_DATA(ws) + 63) & ~(<uintptr_t>63)
         cdef cnn_threadpool* tp = pool.pool if pool is not None else NULL
         cdef timespec t0, t1, c0, c1
@@ -251,27 +267,15 @@ cdef class ConvWeights:
         MaxPool(2x2, stride 2) of the output, fused into the convolution (ValueError where this plan cannot)."""
         cdef cnp.ndarray[cnp.float32_t, ndim=4, mode="c"] xa = np.ascontiguousarray(x, dtype=np.float32)
         cdef cnn_conv2d_plan p
-        cdef size_t nt = pool.size if pool is not None else 1
-        if xa.shape[1] != self.desc.in_channels:
-            raise ValueError(f"expected {self.desc.in_channels} input channels, got {xa.shape[1]}")
-        if cnn_conv2d_plan_init(&p, self.w, xa.shape[0], xa.shape[2], xa.shape[3], nt) != 0:
-            raise ValueError("convolution does not fit the input")
-        if maxpool2:
-            if residual is not None or cnn_conv2d_plan_fuse_maxpool2(&p) != 0:
-                raise ValueError("this convolution plan cannot fuse a 2x2 max-pool")
-        cdef cnp.ndarray[cnp.float32_t, ndim=4, mode="c"] y = np.empty(
-            (xa.shape[0], self.desc.out_channels, p.out_h // 2 if maxpool2 else p.out_h,
-             p.out_w // 2 if maxpool2 else p.out_w), dtype=np.float32)
+        yo, ro, wso = self._prepare(&p, xa, residual, pool.size if pool is not None else 1, maxpool2, False)
+        cdef cnp.ndarray[cnp.float32_t, ndim=4, mode="c"] y = yo
         cdef cnp.ndarray[cnp.float32_t, ndim=4, mode="c"] r
         cdef const float* rptr = NULL
-        if residual is not None:
-            r = np.ascontiguousarray(residual, dtype=np.float32)
-            if r.shape[0] != y.shape[0] or r.shape[1] != y.shape[1] or r.shape[2] != y.shape[2] or r.shape[3] != y.shape[3]:
-                raise ValueError("residual shape differs from the output shape")
+        if ro is not None:
+            r = ro
             rptr = &r[0, 0, 0, 0]
-        cdef cnp.ndarray[cnp.uint8_t, ndim=1] ws = np.empty(p.workspace_bytes + 64, dtype=np.uint8)
-        cdef uintptr_t wsp = <uintptr_t>cnp.PyArray_DATA(ws)
-        wsp = (wsp + 63) & ~(<uintptr_t>63)
+        cdef cnp.ndarray[cnp.uint8_t, ndim=1] ws = wso
+        cdef uintptr_t wsp = (<uintptr_t>cnp.PyArray_DATA(ws) + 63) & ~(<uintptr_t>63)
         cdef cnn_threadpool* tp = pool.pool if pool is not None else NULL
         if y.size == 0:
             return y
@@ -484,10 +488,7 @@ cdef class Plan:
             raise ValueError("this convolution plan cannot fuse a 2x2 max-pool")
         self.keep.append(w)
         self._ws(p.plan.workspace_bytes)
-        if p.plan.algo == CONV_ALGOS["winograd"]:
-            return f"winograd-f{w.tile}"
-        algo = w.algo
-        return "gemm" if algo == "winograd" else algo
+        return w._algo_of(&p.plan)
 
     def add_fc(self, int32_t out, int32_t x, object res, FCWeights w, size_t m, size_t x_rs, size_t x_cs,
                object act, size_t nthreads):

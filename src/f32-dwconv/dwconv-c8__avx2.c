@@ -3,14 +3,14 @@
  * leaves most of the lanes idle or spends its time on edges. The 8 input planes are transposed (8x8 blocks) into a
  * zero-bordered [ph][pwc][8] buffer, every tap is then one load and one FMA for 8 channels (4 output pixels per
  * iteration), and the [oh*ow][8] result is transposed back into the 8 contiguous output planes with bias, residual
- * and clamp (and a SiLU activation, dw-silu__avx2.h) applied on the way. */
+ * and clamp (and a SiLU activation, dw-common__avx2.h) applied on the way. */
 #include <immintrin.h>
 #include <stdint.h>
 
 #include "cnnrt/conv.h"
 
 #include "../simd/transpose__avx2.h"
-#include "dw-silu__avx2.h"
+#include "dw-common__avx2.h"
 
 static const int32_t g_mask[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
 

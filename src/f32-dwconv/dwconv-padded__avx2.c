@@ -7,17 +7,9 @@
 #include <stdint.h>
 
 #include "cnnrt/conv.h"
+#include "dw-common__avx2.h"
 
 static const int32_t g_mask[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
-
-static inline void finish(__m256 acc, const float* rrow, float* orow, __m256 lo, __m256 hi, __m256i m, int full) {
-  if (rrow) acc = _mm256_add_ps(acc, full ? _mm256_loadu_ps(rrow) : _mm256_maskload_ps(rrow, m));
-  acc = _mm256_min_ps(hi, _mm256_max_ps(lo, acc));
-  if (full)
-    _mm256_storeu_ps(orow, acc);
-  else
-    _mm256_maskstore_ps(orow, m, acc);
-}
 
 /* Tap (ky, kx) of output (oy, ox) reads row oy*sh + ky at column ox + kx (S == 1) or, in phase plane kx & 1, at
  * column ox + (kx >> 1) (S == 2). KH, KW, S are compile-time constants in the specialized instances, so the taps
@@ -66,8 +58,8 @@ static inline __attribute__((always_inline)) void dw_impl(const cnn_dwconv_padde
       }
       const int full = ox < full_end;
       const __m256i m = full ? mfull : mrem;
-      finish(_mm256_add_ps(a0, b0), q0 ? q0 + ox : NULL, o0 + ox, lo, hi, m, full);
-      finish(_mm256_add_ps(a1, b1), q1 ? q1 + ox : NULL, o1 + ox, lo, hi, m, full);
+      cnn_dw_finish8(_mm256_add_ps(a0, b0), q0 ? q0 + ox : NULL, o0 + ox, lo, hi, m, full);
+      cnn_dw_finish8(_mm256_add_ps(a1, b1), q1 ? q1 + ox : NULL, o1 + ox, lo, hi, m, full);
     }
     if (p->act_fn) {
       p->act_fn(p->act, o0, o0, ow);
@@ -93,7 +85,7 @@ static inline __attribute__((always_inline)) void dw_impl(const cnn_dwconv_padde
         }
       }
       const int full = ox < full_end;
-      finish(_mm256_add_ps(a0, b0), q0 ? q0 + ox : NULL, o0 + ox, lo, hi, full ? mfull : mrem, full);
+      cnn_dw_finish8(_mm256_add_ps(a0, b0), q0 ? q0 + ox : NULL, o0 + ox, lo, hi, full ? mfull : mrem, full);
     }
     if (p->act_fn) p->act_fn(p->act, o0, o0, ow);
   }

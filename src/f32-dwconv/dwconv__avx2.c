@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "cnnrt/conv.h"
+#include "dw-common__avx2.h"
 
 static const int32_t g_mask[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
 
@@ -45,16 +46,6 @@ static inline __m256 edge_vec(const cnn_dwconv_params* p, const float* in, const
     acc = _mm256_add_ps(acc, racc);
   }
   return acc;
-}
-
-/* residual, clamp (NaN-propagating operand order), store lanes < r */
-static inline void finish8(__m256 acc, const float* rrow, float* orow, __m256 lo, __m256 hi, __m256i m, int full) {
-  if (rrow) acc = _mm256_add_ps(acc, full ? _mm256_loadu_ps(rrow) : _mm256_maskload_ps(rrow, m));
-  acc = _mm256_min_ps(hi, _mm256_max_ps(lo, acc));
-  if (full)
-    _mm256_storeu_ps(orow, acc);
-  else
-    _mm256_maskstore_ps(orow, m, acc);
 }
 
 void cnn_f32_dwconv__avx2(const cnn_dwconv_params* p, const float* in, const float* w, float bias,
@@ -110,7 +101,7 @@ void cnn_f32_dwconv__avx2(const cnn_dwconv_params* p, const float* in, const flo
     for (; ox < L; ox += 8, e++) { /* left edge */
       const size_t r = cnn_min_sz(8, ow - ox);
       const __m256i m = _mm256_loadu_si256((const __m256i*)(g_mask + 8 - r));
-      finish8(edge_vec(p, in, w, vb, iy0, ky_lo, ky_hi, ox, m, tabulate ? etab[e] : NULL), rrow ? rrow + ox : NULL,
+      cnn_dw_finish8(edge_vec(p, in, w, vb, iy0, ky_lo, ky_hi, ox, m, tabulate ? etab[e] : NULL), rrow ? rrow + ox : NULL,
               orow + ox, lo, hi, m, r == 8);
     }
 
@@ -133,8 +124,8 @@ void cnn_f32_dwconv__avx2(const cnn_dwconv_params* p, const float* in, const flo
         TAP3(r1, 3, b0, b1);
         TAP3(r2, 6, a0, a1);
 #undef TAP3
-        finish8(_mm256_add_ps(a0, b0), rrow ? rrow + ox : NULL, orow + ox, lo, hi, full_mask, 1);
-        finish8(_mm256_add_ps(a1, b1), rrow ? rrow + ox + 8 : NULL, orow + ox + 8, lo, hi, full_mask, 1);
+        cnn_dw_finish8(_mm256_add_ps(a0, b0), rrow ? rrow + ox : NULL, orow + ox, lo, hi, full_mask, 1);
+        cnn_dw_finish8(_mm256_add_ps(a1, b1), rrow ? rrow + ox + 8 : NULL, orow + ox + 8, lo, hi, full_mask, 1);
       }
     }
     for (; ox < R; ox += 8) { /* interior: no tap reads padding horizontally */
@@ -162,12 +153,12 @@ void cnn_f32_dwconv__avx2(const cnn_dwconv_params* p, const float* in, const flo
         }
         acc = _mm256_add_ps(acc, racc);
       }
-      finish8(acc, rrow ? rrow + ox : NULL, orow + ox, lo, hi, full_mask, 1);
+      cnn_dw_finish8(acc, rrow ? rrow + ox : NULL, orow + ox, lo, hi, full_mask, 1);
     }
     for (; ox < ow; ox += 8, e++) { /* right edge (ox == R here) */
       const size_t r = cnn_min_sz(8, ow - ox);
       const __m256i m = _mm256_loadu_si256((const __m256i*)(g_mask + 8 - r));
-      finish8(edge_vec(p, in, w, vb, iy0, ky_lo, ky_hi, ox, m, tabulate ? etab[e] : NULL), rrow ? rrow + ox : NULL,
+      cnn_dw_finish8(edge_vec(p, in, w, vb, iy0, ky_lo, ky_hi, ox, m, tabulate ? etab[e] : NULL), rrow ? rrow + ox : NULL,
               orow + ox, lo, hi, m, r == 8);
     }
     if (p->act_fn) p->act_fn(p->act, orow, orow, p->ow);

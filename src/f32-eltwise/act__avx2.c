@@ -58,28 +58,6 @@ static inline void act_loop(int type, const cnn_act* act, const float* x, float*
   }
 }
 
-/* Sigmoid (silu = 0) or silu (silu = 1) of one vector from the general (clamped, exact-underflow) sigmoid. */
-static inline __m256 sig8_general(int silu, __m256 v) {
-  const __m256 s = cnn_avx2_sigmoid(v);
-  if (!silu) return s;
-  return _mm256_and_ps(_mm256_mul_ps(v, s), _mm256_cmp_ps(s, _mm256_setzero_ps(), _CMP_NEQ_UQ));
-}
-
-/* The fast result f of vector v, with the lanes the fast path does not cover recomputed (out of line: rare). */
-static __attribute__((noinline)) __m256 sig8_patch(int silu, __m256 v, __m256 f) {
-  return _mm256_blendv_ps(f, sig8_general(silu, v), cnn_avx2_sigmoid_slow_lanes(v));
-}
-
-static inline __attribute__((always_inline)) __m256 sig8_fast(int silu, __m256 v) {
-  const __m256 s = cnn_avx2_sigmoid_fast(v);
-  return silu ? _mm256_mul_ps(v, s) : s; /* |v| <= 87: s > 0, no -inf * 0 */
-}
-
-static inline __attribute__((always_inline)) __m256 sig8(int silu, __m256 v) {
-  const __m256 f = sig8_fast(silu, v);
-  return _mm256_movemask_ps(cnn_avx2_sigmoid_slow_lanes(v)) ? sig8_patch(silu, v, f) : f;
-}
-
 /* 4 vectors per step (independent chains for the FMA pipes; one test for the rare slow lanes), then single
  * vectors; a ragged end of n >= 8 is one vector ending at n, loaded before anything is stored (x == y allowed:
  * its first lanes are recomputed from their original inputs and get the same bits), n < 8 uses masked accesses. */
@@ -91,14 +69,14 @@ static inline __attribute__((always_inline)) void sig_loop(int silu, const float
   for (; i + 32 <= n; i += 32) {
     const __m256 v0 = _mm256_loadu_ps(x + i), v1 = _mm256_loadu_ps(x + i + 8);
     const __m256 v2 = _mm256_loadu_ps(x + i + 16), v3 = _mm256_loadu_ps(x + i + 24);
-    __m256 f0 = sig8_fast(silu, v0), f1 = sig8_fast(silu, v1), f2 = sig8_fast(silu, v2), f3 = sig8_fast(silu, v3);
+    __m256 f0 = cnn_avx2_sig8_fast(silu, v0), f1 = cnn_avx2_sig8_fast(silu, v1), f2 = cnn_avx2_sig8_fast(silu, v2), f3 = cnn_avx2_sig8_fast(silu, v3);
     const __m256 slow = _mm256_or_ps(_mm256_or_ps(cnn_avx2_sigmoid_slow_lanes(v0), cnn_avx2_sigmoid_slow_lanes(v1)),
                                      _mm256_or_ps(cnn_avx2_sigmoid_slow_lanes(v2), cnn_avx2_sigmoid_slow_lanes(v3)));
     if (_mm256_movemask_ps(slow)) {
-      f0 = sig8_patch(silu, v0, f0);
-      f1 = sig8_patch(silu, v1, f1);
-      f2 = sig8_patch(silu, v2, f2);
-      f3 = sig8_patch(silu, v3, f3);
+      f0 = cnn_avx2_sig8_patch(silu, v0, f0);
+      f1 = cnn_avx2_sig8_patch(silu, v1, f1);
+      f2 = cnn_avx2_sig8_patch(silu, v2, f2);
+      f3 = cnn_avx2_sig8_patch(silu, v3, f3);
     }
     _mm256_storeu_ps(y + i, f0);
     _mm256_storeu_ps(y + i + 8, f1);
@@ -107,25 +85,25 @@ static inline __attribute__((always_inline)) void sig_loop(int silu, const float
   }
   if (i + 16 <= n) { /* GEMM epilogue rows are 16 wide */
     const __m256 v0 = _mm256_loadu_ps(x + i), v1 = _mm256_loadu_ps(x + i + 8);
-    __m256 f0 = sig8_fast(silu, v0), f1 = sig8_fast(silu, v1);
+    __m256 f0 = cnn_avx2_sig8_fast(silu, v0), f1 = cnn_avx2_sig8_fast(silu, v1);
     if (_mm256_movemask_ps(_mm256_or_ps(cnn_avx2_sigmoid_slow_lanes(v0), cnn_avx2_sigmoid_slow_lanes(v1)))) {
-      f0 = sig8_patch(silu, v0, f0);
-      f1 = sig8_patch(silu, v1, f1);
+      f0 = cnn_avx2_sig8_patch(silu, v0, f0);
+      f1 = cnn_avx2_sig8_patch(silu, v1, f1);
     }
     _mm256_storeu_ps(y + i, f0);
     _mm256_storeu_ps(y + i + 8, f1);
     i += 16;
   }
   if (i + 8 <= n) {
-    _mm256_storeu_ps(y + i, sig8(silu, _mm256_loadu_ps(x + i)));
+    _mm256_storeu_ps(y + i, cnn_avx2_sig8(silu, _mm256_loadu_ps(x + i)));
     i += 8;
   }
   if (!rem) return;
   if (n >= 8) {
-    _mm256_storeu_ps(y + n - 8, sig8(silu, vlast));
+    _mm256_storeu_ps(y + n - 8, cnn_avx2_sig8(silu, vlast));
   } else {
     const __m256i m = cnn_avx2_tail_mask(rem);
-    _mm256_maskstore_ps(y, m, sig8(silu, _mm256_maskload_ps(x, m)));
+    _mm256_maskstore_ps(y, m, cnn_avx2_sig8(silu, _mm256_maskload_ps(x, m)));
   }
 }
 

@@ -86,6 +86,30 @@ static inline __m256 cnn_avx2_sigmoid_slow_lanes(__m256 x) {
   return _mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), x), _mm256_set1_ps(87.0f), _CMP_NLE_UQ);
 }
 
+/* Sigmoid (silu = 0) or silu (silu = 1) of one vector: cnn_avx2_sigmoid_fast, with the rare lanes it does not
+ * cover (|x| > 87, NaN) recomputed out of line from the general (clamped, exact-underflow) sigmoid. Each lane
+ * depends on its own input only. The activation kernel and the depthwise kernels' in-register SiLU share it, so a
+ * fused activation has the bits of the separate pass. */
+static inline __m256 cnn_avx2_sig8_general(int silu, __m256 v) {
+  const __m256 s = cnn_avx2_sigmoid(v);
+  if (!silu) return s;
+  return _mm256_and_ps(_mm256_mul_ps(v, s), _mm256_cmp_ps(s, _mm256_setzero_ps(), _CMP_NEQ_UQ));
+}
+
+static __attribute__((noinline, unused)) __m256 cnn_avx2_sig8_patch(int silu, __m256 v, __m256 f) {
+  return _mm256_blendv_ps(f, cnn_avx2_sig8_general(silu, v), cnn_avx2_sigmoid_slow_lanes(v));
+}
+
+static inline __attribute__((always_inline)) __m256 cnn_avx2_sig8_fast(int silu, __m256 v) {
+  const __m256 s = cnn_avx2_sigmoid_fast(v);
+  return silu ? _mm256_mul_ps(v, s) : s; /* |v| <= 87: s > 0, no -inf * 0 */
+}
+
+static inline __attribute__((always_inline)) __m256 cnn_avx2_sig8(int silu, __m256 v) {
+  const __m256 f = cnn_avx2_sig8_fast(silu, v);
+  return _mm256_movemask_ps(cnn_avx2_sigmoid_slow_lanes(v)) ? cnn_avx2_sig8_patch(silu, v, f) : f;
+}
+
 /* tanh(x): |x| < 0.625: x + x^3*q(x^2), q of degree 4 fitted to a relative error < 5e-9; otherwise
  * sign(x) * (1-e)/(1+e), e = exp(-2|x|) (1-e >= 0.71 there: no cancellation). Saturates to +-1, NaN -> NaN. */
 static inline __m256 cnn_avx2_tanh(__m256 x) {

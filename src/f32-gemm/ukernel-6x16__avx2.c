@@ -19,27 +19,23 @@ static const int32_t g_mask[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0
     STEP_AB(b0, b1);                                               \
   } while (0)
 
+/* row i of a k step: broadcast A value a[off], times B row (b0, b1), into accumulators (c0, c1) */
+#define FMA_ROW(off, b0, b1, c0, c1)                               \
+  do {                                                             \
+    const __m256 av_ = _mm256_broadcast_ss(a + (off));             \
+    c0 = _mm256_fmadd_ps(av_, b0, c0);                             \
+    c1 = _mm256_fmadd_ps(av_, b1, c1);                             \
+  } while (0)
+
 /* the 12 FMAs of one k: broadcast a[0..5] (at `a`), times B row (b0, b1) */
 #define STEP_AB(b0, b1)                                            \
   do {                                                             \
-    __m256 av = _mm256_broadcast_ss(a + 0);                        \
-    c00 = _mm256_fmadd_ps(av, b0, c00);                            \
-    c01 = _mm256_fmadd_ps(av, b1, c01);                            \
-    av = _mm256_broadcast_ss(a + 1);                               \
-    c10 = _mm256_fmadd_ps(av, b0, c10);                            \
-    c11 = _mm256_fmadd_ps(av, b1, c11);                            \
-    av = _mm256_broadcast_ss(a + 2);                               \
-    c20 = _mm256_fmadd_ps(av, b0, c20);                            \
-    c21 = _mm256_fmadd_ps(av, b1, c21);                            \
-    av = _mm256_broadcast_ss(a + 3);                               \
-    c30 = _mm256_fmadd_ps(av, b0, c30);                            \
-    c31 = _mm256_fmadd_ps(av, b1, c31);                            \
-    av = _mm256_broadcast_ss(a + 4);                               \
-    c40 = _mm256_fmadd_ps(av, b0, c40);                            \
-    c41 = _mm256_fmadd_ps(av, b1, c41);                            \
-    av = _mm256_broadcast_ss(a + 5);                               \
-    c50 = _mm256_fmadd_ps(av, b0, c50);                            \
-    c51 = _mm256_fmadd_ps(av, b1, c51);                            \
+    FMA_ROW(0, b0, b1, c00, c01);                                  \
+    FMA_ROW(1, b0, b1, c10, c11);                                  \
+    FMA_ROW(2, b0, b1, c20, c21);                                  \
+    FMA_ROW(3, b0, b1, c30, c31);                                  \
+    FMA_ROW(4, b0, b1, c40, c41);                                  \
+    FMA_ROW(5, b0, b1, c50, c51);                                  \
   } while (0)
 
 /* Apply `op(row_ptr, v0, v1)` to rows 5..0 (the reverse order matters for aliased rows, see below). */
@@ -193,27 +189,17 @@ static inline __attribute__((always_inline)) void tile_6x16(size_t m, size_t n, 
     for (; k >= 2; k -= 2) {
       const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
       const __m256 e0 = _mm256_loadu_ps(b + ldb), e1 = _mm256_loadu_ps(b + ldb + 8);
-      __m256 av = _mm256_broadcast_ss(a + 0);
-      c00 = _mm256_fmadd_ps(av, b0, c00);
-      c01 = _mm256_fmadd_ps(av, b1, c01);
-      av = _mm256_broadcast_ss(a + 1);
-      c10 = _mm256_fmadd_ps(av, b0, c10);
-      c11 = _mm256_fmadd_ps(av, b1, c11);
-      av = _mm256_broadcast_ss(a + 6);
-      c20 = _mm256_fmadd_ps(av, e0, c20);
-      c21 = _mm256_fmadd_ps(av, e1, c21);
-      av = _mm256_broadcast_ss(a + 7);
-      c30 = _mm256_fmadd_ps(av, e0, c30);
-      c31 = _mm256_fmadd_ps(av, e1, c31);
+      FMA_ROW(0, b0, b1, c00, c01);
+      FMA_ROW(1, b0, b1, c10, c11);
+      FMA_ROW(6, e0, e1, c20, c21);
+      FMA_ROW(7, e0, e1, c30, c31);
       a += 12;
       b += 2 * ldb;
     }
     if (k) {
       const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
-      c00 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + 0), b0, c00);
-      c01 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + 0), b1, c01);
-      c10 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + 1), b0, c10);
-      c11 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + 1), b1, c11);
+      FMA_ROW(0, b0, b1, c00, c01);
+      FMA_ROW(1, b0, b1, c10, c11);
     }
     c00 = _mm256_add_ps(c00, c20);
     c01 = _mm256_add_ps(c01, c21);
@@ -226,18 +212,10 @@ static inline __attribute__((always_inline)) void tile_6x16(size_t m, size_t n, 
 #pragma GCC unroll 4
     for (; k != 0; k--) {
       const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
-      __m256 av = _mm256_broadcast_ss(a + 0);
-      c00 = _mm256_fmadd_ps(av, b0, c00);
-      c01 = _mm256_fmadd_ps(av, b1, c01);
-      av = _mm256_broadcast_ss(a + 1);
-      c10 = _mm256_fmadd_ps(av, b0, c10);
-      c11 = _mm256_fmadd_ps(av, b1, c11);
-      av = _mm256_broadcast_ss(a + 2);
-      c20 = _mm256_fmadd_ps(av, b0, c20);
-      c21 = _mm256_fmadd_ps(av, b1, c21);
-      av = _mm256_broadcast_ss(a + 3);
-      c30 = _mm256_fmadd_ps(av, b0, c30);
-      c31 = _mm256_fmadd_ps(av, b1, c31);
+      FMA_ROW(0, b0, b1, c00, c01);
+      FMA_ROW(1, b0, b1, c10, c11);
+      FMA_ROW(2, b0, b1, c20, c21);
+      FMA_ROW(3, b0, b1, c30, c31);
       a += 6;
       b += ldb;
     }

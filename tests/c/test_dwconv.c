@@ -9,7 +9,7 @@
  *     parity vs one sequential sum), each within gamma_{kh*kw+2} * S of the exact value (S = |bias| + sum |w x| +
  *     |residual|), so |avx2 - scalar| <= 2 gamma_{kh*kw+2} S; the act_fn (the same function on both sides) adds
  *     its Lipschitz constant and 16 u (1 + |want|) (worst_gamma_ratio).
- *  2. cnn_f32_dwconv_c8__avx2 with a SiLU act_fn (applied in registers, dw-silu__avx2.h) against the same kernel
+ *  2. cnn_f32_dwconv_c8__avx2 with a SiLU act_fn (applied in registers, dw-common__avx2.h) against the same kernel
  *     without act_fn followed by cnn_f32_act__avx2 on each plane: bit-identical (tolerance 0: the same float
  *     operations on the same values), including lanes with |x| > 87 (the general-sigmoid patch), NaN inputs, planes
  *     under 8 pixels and the overlapping last transpose block with an in-place residual. */
