@@ -185,12 +185,109 @@ static void max2x2s2(const cnn_pool2d_desc* d, size_t nc, size_t h, size_t w, si
   }
 }
 
+/* 3x3 stride-2 max pooling, dilation 1, any padding and ceil mode (ResNet, SqueezeNet, GoogLeNet). Each input row's
+ * 3-tap maximum at the stride-2 output columns is computed once, into a ring of 3 rows on the stack, and serves the
+ * (up to) two output rows whose windows contain that row; the output is then the maximum of its (up to 3) rows' values.
+ * The generic path recomputed every tap per output row through loops of run-time length with one dependent chain
+ * (4 cycles per output at 64x111x111 -> 55x55). Bits: max(v, acc) keeps acc unless v > acc, so a row's value is the
+ * first of its taps holding the row's maximum, and the output the first such row's value: the first tap in the
+ * scalar kernel's (ky, kx) order that holds the window's maximum, i.e. its result, ties of +0 and -0 and NaN (never
+ * taken) included. Columns outside [ox_first, vec_end) and rows whose window holds no input row go through pool_one. */
+#define CNN_MAXPOOL_CHUNK 256 /* outputs per column chunk (a multiple of 8): the ring is 3 x 1 KiB */
+static inline __m256 hmax3s2(const float* r, __m256 ninf) {
+  const __m256 lo = _mm256_loadu_ps(r), hi = _mm256_loadu_ps(r + 8);
+  const __m256 lo2 = _mm256_loadu_ps(r + 2), hi2 = _mm256_loadu_ps(r + 10);
+  __m256 m = _mm256_max_ps(_mm256_shuffle_ps(lo, hi, 0x88), ninf);   /* taps 0: columns 0,2,8,10 | 4,6,12,14 */
+  m = _mm256_max_ps(_mm256_shuffle_ps(lo, hi, 0xDD), m);             /* taps 1 */
+  m = _mm256_max_ps(_mm256_shuffle_ps(lo2, hi2, 0x88), m);           /* taps 2 */
+  return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(m), 0xD8));
+}
+
+/* Maximum over input rows [r0, r1) x columns [c0, c1) of plane xp (an empty window gives -inf), taps in (row,
+ * column) order with the scalar kernel's "v > m ? v : m". */
+static inline float max_window(const float* xp, size_t w, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t c0, ptrdiff_t c1) {
+  float m = -INFINITY;
+  for (ptrdiff_t r = r0; r < r1; r++)
+    for (ptrdiff_t c = c0; c < c1; c++) {
+      const float v = xp[(size_t)r * w + (size_t)c];
+      m = v > m ? v : m;
+    }
+  return m;
+}
+
+static void max3x3s2(const cnn_pool2d_desc* d, size_t nc, size_t h, size_t w, size_t oh, size_t ow, const float* x,
+                     float* y) {
+  const size_t pl = d->pad_left, pt = d->pad_top;
+  /* outputs [ox_first, vec_end): window columns 2*ox - pl + {0, 1, 2} and the extra column the second pair of loads
+   * reads (2*ox - pl + 17 for the 8th output) lie inside [0, w) */
+  const size_t ox_first = cnn_div_up(pl, 2);
+  size_t vec_end = 0;
+  if (w + pl >= 4) vec_end = cnn_min_sz(ow, (w - 1 + pl - 3) / 2 + 1);
+  if (vec_end < ox_first + 8) vec_end = ox_first; /* too narrow for 8 outputs: all one at a time */
+  const __m256 ninf = _mm256_set1_ps(-INFINITY);
+  float ring[3][CNN_MAXPOOL_CHUNK + 8] __attribute__((aligned(32))); /* + a partial last block's 8 */
+  for (size_t p = 0; p < nc; p++) {
+    const float* xp = x + p * h * w;
+    float* yp = y + p * oh * ow;
+    size_t c0 = ox_first;
+    do {
+      /* chunks of at most CHUNK outputs, none under 8 (one empty chunk when there is no vector part) */
+      size_t cn = vec_end - c0;
+      if (cn > CNN_MAXPOOL_CHUNK) cn = cn - CNN_MAXPOOL_CHUNK < 8 ? cn - 8 : CNN_MAXPOOL_CHUNK;
+      ptrdiff_t have = -1; /* rows up to this one are in the ring (row r in slot r % 3) */
+      for (size_t oy = 0; oy < oh; oy++) {
+        /* the window's input rows [r0, r1), clipped to the input (empty: a window in the padding only) */
+        const ptrdiff_t iy0 = (ptrdiff_t)(oy * 2) - (ptrdiff_t)pt;
+        const ptrdiff_t r0 = iy0 > 0 ? iy0 : 0, r1 = iy0 + 3 < (ptrdiff_t)h ? iy0 + 3 : (ptrdiff_t)h;
+        float* yr = yp + oy * ow;
+        if (c0 == ox_first) { /* first chunk: the border columns of this row, one at a time */
+          for (size_t ox = 0; ox < ow; ox++) {
+            if (ox == ox_first) ox = vec_end;
+            if (ox >= ow) break;
+            const ptrdiff_t ix0 = (ptrdiff_t)(ox * 2) - (ptrdiff_t)pl;
+            yr[ox] = max_window(xp, w, r0, r1, ix0 > 0 ? ix0 : 0, ix0 + 3 < (ptrdiff_t)w ? ix0 + 3 : (ptrdiff_t)w);
+          }
+        }
+        if (r1 <= r0 || cn == 0) continue;
+        for (ptrdiff_t r = r0 > have ? r0 : have + 1; r < r1; r++) {
+          const float* xr = xp + (size_t)r * w + 2 * c0 - pl;
+          float* ring_r = ring[r % 3];
+          size_t j = 0;
+          for (; j + 8 <= cn; j += 8) _mm256_store_ps(ring_r + j, hmax3s2(xr + 2 * j, ninf));
+          /* a partial last block is computed over the last 8 outputs and kept in the slot's tail: stored over the
+           * previous block, it would make the next loads of that block straddle two stores (no forwarding) */
+          if (j < cn) _mm256_store_ps(ring_r + CNN_MAXPOOL_CHUNK, hmax3s2(xr + 2 * (cn - 8), ninf));
+        }
+        if (r1 - 1 > have) have = r1 - 1;
+        yr += c0;
+        const float* q0 = ring[r0 % 3];
+        const float* q1 = ring[(r0 + 1) % 3];
+        const float* q2 = ring[(r0 + 2) % 3];
+        const ptrdiff_t nr = r1 - r0; /* 1..3, in order r0, r0 + 1, r0 + 2 */
+        for (size_t j = 0; j < cn; j += 8) {
+          const size_t at = j + 8 <= cn ? j : CNN_MAXPOOL_CHUNK; /* where the block's row values are */
+          __m256 m = _mm256_max_ps(_mm256_load_ps(q0 + at), ninf);
+          if (nr > 1) m = _mm256_max_ps(_mm256_load_ps(q1 + at), m);
+          if (nr > 2) m = _mm256_max_ps(_mm256_load_ps(q2 + at), m);
+          _mm256_storeu_ps(yr + (j + 8 <= cn ? j : cn - 8), m);
+        }
+      }
+      c0 += cn;
+    } while (c0 < vec_end);
+  }
+}
+
 void cnn_f32_pool2d__avx2(const cnn_pool2d_desc* d, size_t nc, size_t h, size_t w, size_t oh, size_t ow,
                           const float* x, float* y) {
   const int is_max = d->type == 0;
   if (is_max && d->kernel_h == 2 && d->kernel_w == 2 && d->stride_h == 2 && d->stride_w == 2 && d->dilation_h == 1 &&
       d->dilation_w == 1 && d->pad_top == 0 && d->pad_left == 0) {
     max2x2s2(d, nc, h, w, oh, ow, x, y);
+    return;
+  }
+  if (is_max && d->kernel_h == 3 && d->kernel_w == 3 && d->stride_h == 2 && d->stride_w == 2 && d->dilation_h == 1 &&
+      d->dilation_w == 1) {
+    max3x3s2(d, nc, h, w, oh, ow, x, y);
     return;
   }
   if (d->stride_w == 1) {

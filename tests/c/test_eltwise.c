@@ -623,6 +623,57 @@ static void test_pool2d_2x2(void) {
   CHECK(fails == 0, "max 2x2 s2: %d of %d configurations failed", fails, cases);
 }
 
+/* 3x3 stride-2 max pooling (its own AVX2 path: each input row's 3-tap maxima kept in a ring of rows, chunks of 256
+ * outputs): widths 1..40 and wide rows (several chunks, a last chunk of 8..263), pads 0..2 on each side, ceil mode,
+ * and inputs drawn mostly from {+0, -0, NaN, -inf, 1, -1} so that ties decide which zero comes out (the scalar
+ * kernel's first tap in (ky, kx) order) and whole windows may hold only NaN / -inf. Also checked against the naive
+ * pooling. */
+static void test_pool2d_3x3s2(void) {
+  static const float vals[6] = {0.0f, -0.0f, NAN, -INFINITY, 1.0f, -1.0f};
+  static const size_t wides[] = {263, 264, 265, 519, 520, 531, 777};
+  int fails = 0, cases = 0;
+  for (size_t wi = 0; wi < 40 + sizeof(wides) / sizeof(wides[0]); wi++)
+    for (int rep = 0; rep < 4; rep++) {
+      const size_t w = wi < 40 ? wi + 1 : wides[wi - 40];
+      const size_t h = 1 + (wi * 5 + (size_t)rep * 3) % 13;
+      const int ceil_mode = rep & 1;
+      cnn_pool2d_desc d = {0, 0, 3, 3, 2, 2, 1, 1, 0, 0, 0, 0};
+      d.pad_top = rng_range(0, 2);
+      d.pad_left = rng_range(0, 2);
+      d.pad_bottom = rng_range(0, 2);
+      d.pad_right = rng_range(0, 2);
+      const size_t oh = pool_out(h, d.pad_top, d.pad_bottom, 3, 2, 1, ceil_mode);
+      const size_t ow = pool_out(w, d.pad_left, d.pad_right, 3, 2, 1, ceil_mode);
+      if (oh == 0 || ow == 0) continue;
+      const size_t nc = 1 + wi % 3;
+      float* x = falloc(nc * h * w);
+      float* want = falloc(nc * oh * ow);
+      float* ref = falloc(nc * oh * ow);
+      float* got = falloc(nc * oh * ow);
+      fill_scaled(x, nc * h * w, 2.0f);
+      for (size_t i = 0; i < nc * h * w; i++)
+        if (rep >= 2 || rng_range(0, 3) != 0) x[i] = vals[rng_range(0, rep >= 2 ? 3 : 5)];
+      pool_naive(&d, nc, h, w, oh, ow, x, want);
+      cnn_f32_pool2d__scalar(&d, nc, h, w, oh, ow, x, ref);
+      cases++;
+      if (first_diff_bits(ref, want, nc * oh * ow) != nc * oh * ow && !fails++)
+        CHECK_BITS(ref, want, nc * oh * ow, "max 3x3 s2 scalar vs naive in %zux%zu", h, w);
+      for (size_t c = 1; c < g_ncfg; c++) {
+        g_cfgs[c]->pool2d(&d, nc, h, w, oh, ow, x, got);
+        cases++;
+        if (first_diff_bits(got, ref, nc * oh * ow) != nc * oh * ow && !fails++)
+          CHECK_BITS(got, ref, nc * oh * ow, "max 3x3 s2 %s in %zux%zu pads t%zu l%zu b%zu r%zu ceil %d",
+                     cnn_isa_name(g_cfgs[c]->isa), h, w, d.pad_top, d.pad_left, d.pad_bottom, d.pad_right, ceil_mode);
+      }
+      cnn_aligned_free(x);
+      cnn_aligned_free(want);
+      cnn_aligned_free(ref);
+      cnn_aligned_free(got);
+    }
+  CHECK(fails == 0, "max 3x3 s2: %d of %d configurations failed", fails, cases);
+  CHECK(cases > 300, "max 3x3 s2: only %d configurations ran", cases);
+}
+
 static void test_pool2d(void) {
   int fails_ref = 0, fails_simd = 0, cases = 0;
   for (size_t k = 1; k <= 5; k++)
@@ -1119,6 +1170,7 @@ int main(int argc, char** argv) {
   test_binary_nd(pool);
   test_pool2d();
   test_pool2d_2x2();
+  test_pool2d_3x3s2();
   test_global_pool();
   test_channel_affine();
   test_softmax();
