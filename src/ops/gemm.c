@@ -361,12 +361,24 @@ static size_t fc_slice_floats(const cnn_fc_weights* w, size_t M) {
   return cnn_round_up(mcr * w->kcb, CNN_ALIGN / sizeof(float));
 }
 
+/* X packed once for all tasks (round_up(M, mr) x K floats, K blocks of kcb columns: block pc at pc * mpad), used
+ * when more than one thread runs M > 1: the tasks split N, and with a slice each, every task packed all of X again
+ * (ConvNet batch 32, 2048 -> 512: 8 tasks, packing 26% of the samples, 2 threads no faster than 1). 0 when not used
+ * or past CNN_FC_SHARED_MAX floats (a batch that large packs per task, as with one thread). */
+#define CNN_FC_SHARED_MAX ((size_t)1 << 23)
+static size_t fc_shared_floats(const cnn_fc_weights* w, size_t M, size_t nthreads) {
+  if (nthreads <= 1 || M <= 1) return 0;
+  const size_t mpad = cnn_round_up(M, w->cfg->mr);
+  if (mpad > CNN_FC_SHARED_MAX / w->K) return 0;
+  return cnn_round_up(mpad * w->K, CNN_ALIGN / sizeof(float));
+}
+
 size_t cnn_fc_workspace_size(const cnn_fc_weights* w, size_t M, size_t nthreads) {
   if (!w) return 0;
   if (nthreads == 0) nthreads = 1;
   const size_t slice = fc_slice_floats(w, M);
   if (slice > SIZE_MAX / sizeof(float) / nthreads) return SIZE_MAX;
-  return slice * sizeof(float) * nthreads;
+  return (slice * nthreads + fc_shared_floats(w, M, nthreads)) * sizeof(float);
 }
 
 typedef struct {
@@ -382,7 +394,18 @@ typedef struct {
   float* ws;
   size_t slice;
   cnn_gemm_tiling t;
+  float* xshared; /* X packed for all tasks (fc_shared_floats), or NULL: each task packs its rows per K block */
+  size_t mpad;
 } fc_ctx;
+
+/* Packs K block kb of X (all M rows) into the shared buffer. */
+static void fc_pack_task(void* vctx, size_t tid, size_t kb) {
+  (void)tid;
+  const fc_ctx* x = (const fc_ctx*)vctx;
+  const cnn_fc_weights* w = x->w;
+  const size_t pc = kb * w->kcb, kc = cnn_min_sz(w->kcb, w->K - pc);
+  cnn_gemm_pack_a(w->cfg->mr, x->M, kc, x->x + pc * x->x_cs, x->x_rs, x->x_cs, x->xshared + pc * x->mpad);
+}
 
 static void fc_task(void* vctx, size_t tid, size_t i, size_t j) {
   const fc_ctx* x = (const fc_ctx*)vctx;
@@ -398,11 +421,15 @@ static void fc_task(void* vctx, size_t tid, size_t i, size_t j) {
     const float* bpk = w->w + pc * w->npad + n0 * kc;
     for (size_t ic = m0; ic < m1; ic += cfg->mc) {
       const size_t mc = cnn_min_sz(cfg->mc, m1 - ic);
-      cnn_gemm_pack_a(cfg->mr, mc, kc, x->x + ic * x->x_rs + pc * x->x_cs, x->x_rs, x->x_cs, apk);
+      const float* ap = apk;
+      if (x->xshared) /* row panel ic/mr of K block pc */
+        ap = x->xshared + pc * x->mpad + ic * kc;
+      else
+        cnn_gemm_pack_a(cfg->mr, mc, kc, x->x + ic * x->x_rs + pc * x->x_cs, x->x_rs, x->x_cs, apk);
       cnn_gemm_epilogue e = x->epi;
       if (e.bias_col) e.bias_col += n0;
       if (e.residual) e.residual += ic * e.res_ld + n0;
-      cnn_gemm_macro_kernel(cfg, mc, n1 - n0, kc, apk, bpk, x->y + ic * N + n0, N, pc > 0 || x->res_in_c, last,
+      cnn_gemm_macro_kernel(cfg, mc, n1 - n0, kc, ap, bpk, x->y + ic * N + n0, N, pc > 0 || x->res_in_c, last,
                             x->has_epi ? &e : NULL, x->act_fn, x->act);
     }
   }
@@ -457,8 +484,13 @@ void cnn_fc_run(const cnn_fc_weights* w, size_t M, const float* x, size_t x_rs, 
   c.act_fn = NULL;
   if (!cnn_gemm_fold_act(act, &c.epi.min, &c.epi.max)) c.act_fn = act_kernel(w->cfg->isa);
   c.has_epi = c.epi.bias_col || c.epi.residual || c.epi.min != -INFINITY || c.epi.max != INFINITY;
-  c.ws = (float*)workspace;
   c.slice = fc_slice_floats(w, M);
+  c.xshared = NULL;
+  c.mpad = cnn_round_up(M, w->cfg->mr);
+  /* the shared X block first, then the per-thread slices (workspace sized for nthreads >= the pool's threads, so a
+   * shared block exists whenever this run uses one) */
+  const size_t shared = fc_shared_floats(w, M, cnn_threadpool_size(pool));
+  c.ws = (float*)workspace + shared;
   if (M == 1 && x_cs == 1 && w->cfg->gemv) {
     const size_t nt = cnn_threadpool_size(pool), np = cnn_div_up(w->N, w->cfg->nr);
     const size_t tasks = nt > 1 ? cnn_min_sz(np, 4 * nt) : 1;
@@ -467,5 +499,9 @@ void cnn_fc_run(const cnn_fc_weights* w, size_t M, const float* x, size_t x_rs, 
     return;
   }
   cnn_gemm_tiling_init(w->cfg, M, w->N, 1, cnn_threadpool_size(pool), &c.t);
+  if (shared && c.t.n_tasks > 1) {
+    c.xshared = (float*)workspace;
+    cnn_parallelize_1d(pool, fc_pack_task, &c, cnn_div_up(w->K, w->kcb));
+  }
   cnn_parallelize_2d(pool, fc_task, &c, c.t.m_tasks, c.t.n_tasks);
 }

@@ -486,6 +486,9 @@ static void test_fc(cnn_threadpool* pool1, cnn_threadpool* pool2) {
     const cnn_act relu = {CNN_ACT_RELU, 0, 0};
     test_fc_one(isas[ii], pool2, 1, 512, 100, 1, 1, 0, &relu);   /* batch 1, ONNX transB=1 */
     test_fc_one(isas[ii], pool1, 3, 700, 37, 0, 1, 1, &relu);    /* K > KC, residual */
+    /* 2 threads, M > 1, tasks across N: X packed once into the shared block (K blocks packed in parallel) */
+    test_fc_one(isas[ii], pool2, 32, 1100, 150, 1, 1, 1, &relu);
+    test_fc_one(isas[ii], pool2, 7, 513, 97, 0, 0, 1, &relu);
     for (int it = 0; it < 16; it++) {
       const cnn_act act = random_act();
       test_fc_one(isas[ii], (it & 1) ? pool2 : pool1, rng_range(1, 20), rng_range(1, 400), rng_range(1, 150),
