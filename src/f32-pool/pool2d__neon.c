@@ -120,9 +120,98 @@ static void pool2d_impl(int is_max, int stride2, const cnn_pool2d_desc* d, size_
   }
 }
 
+/* 3x3 stride-2 max pooling, dilation 1, any padding and ceil mode: the NEON twin of the AVX2 path (see
+ * pool2d__avx2.c): each input row's 3-tap maxima at the stride-2 output columns are computed once into a ring of 3
+ * rows and serve both output rows whose windows contain the row; the output is the maximum of its (up to 3) rows'
+ * values, which is the scalar kernel's first-in-(ky, kx)-order maximum, ties of +0 / -0 and NaN included. Border
+ * columns and rows whose window holds no input row are computed one at a time. */
+#define CNN_MAXPOOL_CHUNK 256 /* outputs per column chunk (a multiple of 4) */
+
+static inline float32x4_t vmax_keep(float32x4_t v, float32x4_t acc) { return vbslq_f32(vcgtq_f32(v, acc), v, acc); }
+
+/* the 3-tap maxima of 4 outputs whose windows start at r[0, 2, 4, 6] (reads r[0..9]) */
+static inline float32x4_t hmax3s2(const float* r, float32x4_t ninf) {
+  const float32x4x2_t a = vld2q_f32(r);     /* columns 0,2,4,6 | 1,3,5,7 */
+  const float32x4x2_t b = vld2q_f32(r + 2); /* columns 2,4,6,8 | ... */
+  return vmax_keep(b.val[0], vmax_keep(a.val[1], vmax_keep(a.val[0], ninf)));
+}
+
+static inline float max_window(const float* xp, size_t w, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t c0, ptrdiff_t c1) {
+  float m = -INFINITY;
+  for (ptrdiff_t r = r0; r < r1; r++)
+    for (ptrdiff_t c = c0; c < c1; c++) {
+      const float v = xp[(size_t)r * w + (size_t)c];
+      m = v > m ? v : m;
+    }
+  return m;
+}
+
+static void max3x3s2(const cnn_pool2d_desc* d, size_t nc, size_t h, size_t w, size_t oh, size_t ow, const float* x,
+                     float* y) {
+  const size_t pl = d->pad_left, pt = d->pad_top;
+  /* outputs [ox_first, vec_end): window columns 2*ox - pl + {0, 1, 2} and the extra column the loads read lie in
+   * [0, w) */
+  const size_t ox_first = (pl + 1) / 2;
+  size_t vec_end = 0;
+  if (w + pl >= 4) vec_end = cnn_min_sz(ow, (w - 1 + pl - 3) / 2 + 1);
+  if (vec_end < ox_first + 4) vec_end = ox_first; /* too narrow for 4 outputs: all one at a time */
+  const float32x4_t ninf = vdupq_n_f32(-INFINITY);
+  float ring[3][CNN_MAXPOOL_CHUNK + 4] __attribute__((aligned(16))); /* + a partial last block's 4 */
+  for (size_t p = 0; p < nc; p++) {
+    const float* xp = x + p * h * w;
+    float* yp = y + p * oh * ow;
+    size_t c0 = ox_first;
+    do {
+      size_t cn = vec_end - c0; /* chunks of at most CHUNK outputs, none under 4 */
+      if (cn > CNN_MAXPOOL_CHUNK) cn = cn - CNN_MAXPOOL_CHUNK < 4 ? cn - 4 : CNN_MAXPOOL_CHUNK;
+      ptrdiff_t have = -1; /* rows up to this one are in the ring (row r in slot r % 3) */
+      for (size_t oy = 0; oy < oh; oy++) {
+        const ptrdiff_t iy0 = (ptrdiff_t)(oy * 2) - (ptrdiff_t)pt;
+        const ptrdiff_t r0 = iy0 > 0 ? iy0 : 0, r1 = iy0 + 3 < (ptrdiff_t)h ? iy0 + 3 : (ptrdiff_t)h;
+        float* yr = yp + oy * ow;
+        if (c0 == ox_first) {
+          for (size_t ox = 0; ox < ow; ox++) {
+            if (ox == ox_first) ox = vec_end;
+            if (ox >= ow) break;
+            const ptrdiff_t ix0 = (ptrdiff_t)(ox * 2) - (ptrdiff_t)pl;
+            yr[ox] = max_window(xp, w, r0, r1, ix0 > 0 ? ix0 : 0, ix0 + 3 < (ptrdiff_t)w ? ix0 + 3 : (ptrdiff_t)w);
+          }
+        }
+        if (r1 <= r0 || cn == 0) continue;
+        for (ptrdiff_t r = r0 > have ? r0 : have + 1; r < r1; r++) {
+          const float* xr = xp + (size_t)r * w + 2 * c0 - pl;
+          float* ring_r = ring[r % 3];
+          size_t j = 0;
+          for (; j + 4 <= cn; j += 4) vst1q_f32(ring_r + j, hmax3s2(xr + 2 * j, ninf));
+          if (j < cn) vst1q_f32(ring_r + CNN_MAXPOOL_CHUNK, hmax3s2(xr + 2 * (cn - 4), ninf));
+        }
+        if (r1 - 1 > have) have = r1 - 1;
+        yr += c0;
+        const float* q0 = ring[r0 % 3];
+        const float* q1 = ring[(r0 + 1) % 3];
+        const float* q2 = ring[(r0 + 2) % 3];
+        const ptrdiff_t nr = r1 - r0;
+        for (size_t j = 0; j < cn; j += 4) {
+          const size_t at = j + 4 <= cn ? j : CNN_MAXPOOL_CHUNK;
+          float32x4_t m = vmax_keep(vld1q_f32(q0 + at), ninf);
+          if (nr > 1) m = vmax_keep(vld1q_f32(q1 + at), m);
+          if (nr > 2) m = vmax_keep(vld1q_f32(q2 + at), m);
+          vst1q_f32(yr + (j + 4 <= cn ? j : cn - 4), m);
+        }
+      }
+      c0 += cn;
+    } while (c0 < vec_end);
+  }
+}
+
 void cnn_f32_pool2d__neon(const cnn_pool2d_desc* d, size_t nc, size_t h, size_t w, size_t oh, size_t ow,
                           const float* x, float* y) {
   const int is_max = d->type == 0;
+  if (is_max && d->kernel_h == 3 && d->kernel_w == 3 && d->stride_h == 2 && d->stride_w == 2 && d->dilation_h == 1 &&
+      d->dilation_w == 1) {
+    max3x3s2(d, nc, h, w, oh, ow, x, y);
+    return;
+  }
   if (d->stride_w == 1) {
     if (is_max) pool2d_impl(1, 0, d, nc, h, w, oh, ow, x, y);
     else pool2d_impl(0, 0, d, nc, h, w, oh, ow, x, y);
