@@ -1,5 +1,5 @@
 """2 threads vs 1 thread, per node, in one process: a 1-thread and a 2-thread session of the same model run in
-alternating rounds (each round: one warm-up run, then 5 profiled runs; per-node medians), so the VM's drift hits
+alternating rounds (each round: 50 ms of warm-up runs, then 5 profiled runs; per-node medians), so the VM's drift hits
 both alike. Prints each node that takes more than 0.2% of the 1-thread time, and the sums.
 
     PYTHONPATH=. python3 benchmarks/node_scaling.py MODEL BATCH [ROUNDS]
@@ -20,7 +20,11 @@ names = [f"{n.name[-28:]:28s} {n.algo:12s}" for n in info.nodes]
 T = {1: [], 2: []}; W = {1: [], 2: []}
 for r in range(int(sys.argv[3]) if len(sys.argv) > 3 else 12):
     for t, s in ss.items():
-        s.run(x)
+        # warm-up for 50 ms, not one run: after the pause below, the second vCPU wakes slowly, and at batch 1 one run
+        # left the 2-thread session measuring that (seed ConvNet batch 1: 0.88x with one warm-up run, 1.73x with 20)
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < 0.05:
+            s.run(x)
         per = []; tw = []
         for _ in range(5):
             t0 = time.perf_counter(); s.run(x, profile=True); tw.append(time.perf_counter() - t0)
