@@ -9,48 +9,7 @@
 #include <math.h>
 
 #include "cnnrt/eltwise.h"
-
-/* Same as in pool2d__scalar.c. */
-static inline void window_1d(size_t o, size_t stride, size_t pad_begin, size_t pad_end, size_t dil, size_t k,
-                             size_t in, size_t* k_lo, size_t* k_hi, size_t* k_pad) {
-  const ptrdiff_t start = (ptrdiff_t)(o * stride) - (ptrdiff_t)pad_begin;
-  const ptrdiff_t last_in = (ptrdiff_t)in - 1, last_pad = (ptrdiff_t)(in + pad_end) - 1;
-  const ptrdiff_t dl = (ptrdiff_t)dil;
-  /* (dil == 1 tested first: an integer division costs more than the rest of a small window) */
-  size_t lo = start >= 0 ? 0 : (size_t)(dl == 1 ? -start : (-start + dl - 1) / dl);
-  size_t hi = start > last_in ? 0 : cnn_min_sz(k, (size_t)(dl == 1 ? last_in - start : (last_in - start) / dl) + 1);
-  if (lo > hi) lo = hi;
-  *k_lo = lo;
-  *k_hi = hi;
-  *k_pad = start > last_pad ? 0 : cnn_min_sz(k, (size_t)(dl == 1 ? last_pad - start : (last_pad - start) / dl) + 1);
-}
-
-/* One output, exactly as the scalar kernel computes it. */
-static inline float pool_one(const cnn_pool2d_desc* d, const float* xp, size_t w, ptrdiff_t iy0, size_t ky0,
-                             size_t ky1, size_t kyp, size_t ox) {
-  size_t kx0, kx1, kxp;
-  window_1d(ox, d->stride_w, d->pad_left, d->pad_right, d->dilation_w, d->kernel_w, w, &kx0, &kx1, &kxp);
-  const ptrdiff_t ix0 = (ptrdiff_t)(ox * d->stride_w) - (ptrdiff_t)d->pad_left;
-  const size_t dh = d->dilation_h, dw = d->dilation_w;
-  if (d->type == 0) {
-    float m = -INFINITY;
-    for (size_t ky = ky0; ky < ky1; ky++) {
-      const float* row = xp + (size_t)(iy0 + (ptrdiff_t)(ky * dh)) * w;
-      for (size_t kx = kx0; kx < kx1; kx++) {
-        const float v = row[ix0 + (ptrdiff_t)(kx * dw)];
-        m = v > m ? v : m;
-      }
-    }
-    return m;
-  }
-  float s = 0.0f;
-  for (size_t ky = ky0; ky < ky1; ky++) {
-    const float* row = xp + (size_t)(iy0 + (ptrdiff_t)(ky * dh)) * w;
-    for (size_t kx = kx0; kx < kx1; kx++) s += row[ix0 + (ptrdiff_t)(kx * dw)];
-  }
-  const size_t div = d->count_include_pad ? kyp * kxp : (ky1 - ky0) * (kx1 - kx0);
-  return div ? s / (float)div : 0.0f;
-}
+#include "pool-common.h"
 
 /* acc = max(v, acc) with the scalar "v > m ? v : m" semantics, or acc + v. */
 static inline __m256 acc_op(int is_max, __m256 v, __m256 acc) {
@@ -201,18 +160,6 @@ static inline __m256 hmax3s2(const float* r, __m256 ninf) {
   m = _mm256_max_ps(_mm256_shuffle_ps(lo, hi, 0xDD), m);             /* taps 1 */
   m = _mm256_max_ps(_mm256_shuffle_ps(lo2, hi2, 0x88), m);           /* taps 2 */
   return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(m), 0xD8));
-}
-
-/* Maximum over input rows [r0, r1) x columns [c0, c1) of plane xp (an empty window gives -inf), taps in (row,
- * column) order with the scalar kernel's "v > m ? v : m". */
-static inline float max_window(const float* xp, size_t w, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t c0, ptrdiff_t c1) {
-  float m = -INFINITY;
-  for (ptrdiff_t r = r0; r < r1; r++)
-    for (ptrdiff_t c = c0; c < c1; c++) {
-      const float v = xp[(size_t)r * w + (size_t)c];
-      m = v > m ? v : m;
-    }
-  return m;
 }
 
 static void max3x3s2(const cnn_pool2d_desc* d, size_t nc, size_t h, size_t w, size_t oh, size_t ow, const float* x,

@@ -9,47 +9,7 @@
 #include <math.h>
 
 #include "cnnrt/eltwise.h"
-
-/* Same as in pool2d__scalar.c. */
-static inline void window_1d(size_t o, size_t stride, size_t pad_begin, size_t pad_end, size_t dil, size_t k,
-                             size_t in, size_t* k_lo, size_t* k_hi, size_t* k_pad) {
-  const ptrdiff_t start = (ptrdiff_t)(o * stride) - (ptrdiff_t)pad_begin;
-  const ptrdiff_t last_in = (ptrdiff_t)in - 1, last_pad = (ptrdiff_t)(in + pad_end) - 1;
-  const ptrdiff_t dl = (ptrdiff_t)dil;
-  size_t lo = start >= 0 ? 0 : (size_t)(dl == 1 ? -start : (-start + dl - 1) / dl);
-  size_t hi = start > last_in ? 0 : cnn_min_sz(k, (size_t)(dl == 1 ? last_in - start : (last_in - start) / dl) + 1);
-  if (lo > hi) lo = hi;
-  *k_lo = lo;
-  *k_hi = hi;
-  *k_pad = start > last_pad ? 0 : cnn_min_sz(k, (size_t)(dl == 1 ? last_pad - start : (last_pad - start) / dl) + 1);
-}
-
-/* One output, exactly as the scalar kernel computes it. */
-static inline float pool_one(const cnn_pool2d_desc* d, const float* xp, size_t w, ptrdiff_t iy0, size_t ky0,
-                             size_t ky1, size_t kyp, size_t ox) {
-  size_t kx0, kx1, kxp;
-  window_1d(ox, d->stride_w, d->pad_left, d->pad_right, d->dilation_w, d->kernel_w, w, &kx0, &kx1, &kxp);
-  const ptrdiff_t ix0 = (ptrdiff_t)(ox * d->stride_w) - (ptrdiff_t)d->pad_left;
-  const size_t dh = d->dilation_h, dw = d->dilation_w;
-  if (d->type == 0) {
-    float m = -INFINITY;
-    for (size_t ky = ky0; ky < ky1; ky++) {
-      const float* row = xp + (size_t)(iy0 + (ptrdiff_t)(ky * dh)) * w;
-      for (size_t kx = kx0; kx < kx1; kx++) {
-        const float v = row[ix0 + (ptrdiff_t)(kx * dw)];
-        m = v > m ? v : m;
-      }
-    }
-    return m;
-  }
-  float s = 0.0f;
-  for (size_t ky = ky0; ky < ky1; ky++) {
-    const float* row = xp + (size_t)(iy0 + (ptrdiff_t)(ky * dh)) * w;
-    for (size_t kx = kx0; kx < kx1; kx++) s += row[ix0 + (ptrdiff_t)(kx * dw)];
-  }
-  const size_t div = d->count_include_pad ? kyp * kxp : (ky1 - ky0) * (kx1 - kx0);
-  return div ? s / (float)div : 0.0f;
-}
+#include "pool-common.h"
 
 /* acc = (v > acc ? v : acc), or acc + v */
 static inline float32x4_t acc_op(int is_max, float32x4_t v, float32x4_t acc) {
@@ -134,16 +94,6 @@ static inline float32x4_t hmax3s2(const float* r, float32x4_t ninf) {
   const float32x4x2_t a = vld2q_f32(r);     /* columns 0,2,4,6 | 1,3,5,7 */
   const float32x4x2_t b = vld2q_f32(r + 2); /* columns 2,4,6,8 | ... */
   return vmax_keep(b.val[0], vmax_keep(a.val[1], vmax_keep(a.val[0], ninf)));
-}
-
-static inline float max_window(const float* xp, size_t w, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t c0, ptrdiff_t c1) {
-  float m = -INFINITY;
-  for (ptrdiff_t r = r0; r < r1; r++)
-    for (ptrdiff_t c = c0; c < c1; c++) {
-      const float v = xp[(size_t)r * w + (size_t)c];
-      m = v > m ? v : m;
-    }
-  return m;
 }
 
 static void max3x3s2(const cnn_pool2d_desc* d, size_t nc, size_t h, size_t w, size_t oh, size_t ow, const float* x,
