@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "cnnrt/conv.h"
+#include "dw-common__avx2.h"
 
 static const int32_t g_mask[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
 
@@ -102,12 +103,7 @@ static inline __attribute__((always_inline)) void block(const float* const* rows
 static inline __attribute__((always_inline)) void finish(__m256 acc, const float* rrow, float* orow, __m256 lo,
                                                          __m256 hi, __m256i m, int full, const size_t S) {
   if (S == 2) acc = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(acc), 0xD8));
-  if (rrow) acc = _mm256_add_ps(acc, full ? _mm256_loadu_ps(rrow) : _mm256_maskload_ps(rrow, m));
-  acc = _mm256_min_ps(hi, _mm256_max_ps(lo, acc));
-  if (full)
-    _mm256_storeu_ps(orow, acc);
-  else
-    _mm256_maskstore_ps(orow, m, acc);
+  cnn_dw_finish8(acc, rrow, orow, lo, hi, m, full);
 }
 
 /* masks of the loads of the vector at column col (= ox*S - pl): lane l of load i reads column col + off_i + l */

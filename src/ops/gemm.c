@@ -377,8 +377,9 @@ size_t cnn_fc_workspace_size(const cnn_fc_weights* w, size_t M, size_t nthreads)
   if (!w) return 0;
   if (nthreads == 0) nthreads = 1;
   const size_t slice = fc_slice_floats(w, M);
-  if (slice > SIZE_MAX / sizeof(float) / nthreads) return SIZE_MAX;
-  return (slice * nthreads + fc_shared_floats(w, M, nthreads)) * sizeof(float);
+  const size_t shared = fc_shared_floats(w, M, nthreads); /* < 2^23 + CNN_ALIGN floats */
+  if (slice > (SIZE_MAX / sizeof(float) - shared) / nthreads) return SIZE_MAX;
+  return (slice * nthreads + shared) * sizeof(float);
 }
 
 typedef struct {
