@@ -1,6 +1,6 @@
 /* Unary activations, AVX2 + FMA. Exact ops (none, relu, clip, leaky, hardsigmoid, hardswish) give the scalar
  * kernel's bits; sigmoid, silu and tanh use the vector exp of avx2-math.h (a few ulp from libm). Sigmoid and silu
- * take cnn_avx2_sigmoid_fast (no clamps, no conversions) and patch the rare lanes with |x| > 87 or NaN with the
+ * take cnn_avx2_sig8_fast (no clamps, no conversions) and patch the rare lanes with |x| > 87 or NaN with the
  * general cnn_avx2_sigmoid: each output depends on its own input only (not on which vector it shared), so results
  * do not depend on how a caller splits a row. */
 #include <immintrin.h>

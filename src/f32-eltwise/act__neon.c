@@ -1,7 +1,7 @@
 /* Unary activations, NEON (aarch64). Exact ops (none, relu, clip, leaky, hardsigmoid, hardswish) give the scalar
  * kernel's bits (compare + select, so NaN and -0 behave as the scalar ternaries; separate multiply and add, no FMA);
  * sigmoid, silu and tanh use the vector exp of neon-math.h (a few ulp from libm). Sigmoid and silu take
- * cnn_neon_sigmoid_fast and patch the rare lanes with |x| > 87 or NaN with the general cnn_neon_sigmoid: each output
+ * cnn_neon_sig4_fast and patch the rare lanes with |x| > 87 or NaN with the general cnn_neon_sigmoid: each output
  * depends on its own input only. */
 #include <arm_neon.h>
 #include <string.h>
@@ -69,8 +69,7 @@ static __attribute__((noinline)) float32x4_t sig4_patch(int silu, float32x4_t v,
 }
 
 static inline __attribute__((always_inline)) float32x4_t sig4_fast(int silu, float32x4_t v) {
-  const float32x4_t s = cnn_neon_sigmoid_fast(v);
-  return silu ? vmulq_f32(v, s) : s;
+  return cnn_neon_sig4_fast(silu, v);
 }
 
 /* 4 vectors per step with one test for the rare slow lanes, then single vectors, then the tail. */

@@ -43,31 +43,30 @@ static inline float32x4_t cnn_neon_sigmoid(float32x4_t x) {
   return vdivq_f32(vbslq_f32(neg, e, one), d);
 }
 
-/* Fast sigmoid for lanes with |x| <= 87, as cnn_avx2_sigmoid_fast (avx2-math.h: same steps and coefficients):
- * t = -|x|*log2(e) + 1.5*2^23 holds n = round(-|x|*log2(e)) in its low mantissa bits; r = -|x| - n*ln2 (two FMAs);
- * p = exp(r) (degree 6, p(0) = 1); e = p*2^n by adding n<<23 to p's bits (e >= exp(-87): normal); sigmoid =
- * (x < 0 ? e : 1)/(1+e). Lanes with |x| > 87 or NaN (cnn_neon_sigmoid_slow_lanes) must take cnn_neon_sigmoid. */
-static inline float32x4_t cnn_neon_sigmoid_fast(float32x4_t x) {
+/* Fast sigmoid (silu = 0) / silu (silu = 1) for lanes with |x| <= 87, as cnn_avx2_sig8_fast (avx2-math.h: same
+ * steps and coefficients): t = -x*log2(e) + 1.5*2^23 holds n = round(-x*log2(e)) in its low mantissa bits;
+ * s = x + n*ln2 (two FMAs); p = exp(-s) (degree 6 on -s, p(0) = 1); e = exp(-x) = p*2^n by adding n<<23 to p's bits;
+ * result (silu ? x : 1)/(1+e). Lanes with |x| > 87 or NaN (cnn_neon_sigmoid_slow_lanes) must take
+ * cnn_neon_sigmoid. */
+static inline __attribute__((always_inline)) float32x4_t cnn_neon_sig4_fast(int silu, float32x4_t x) {
   const float32x4_t one = vdupq_n_f32(1.0f), shift = vdupq_n_f32(12582912.0f); /* 1.5 * 2^23 */
-  const float32x4_t z = vnegq_f32(vabsq_f32(x));
-  const float32x4_t t = vfmaq_f32(shift, z, vdupq_n_f32(1.44269502f));
+  const float32x4_t t = vfmsq_f32(shift, x, vdupq_n_f32(1.44269502f));
   const float32x4_t n = vsubq_f32(t, shift);
-  float32x4_t r = vfmsq_f32(z, n, vdupq_n_f32(0.693147182f));
-  r = vfmsq_f32(r, n, vdupq_n_f32(-1.90465421e-09f));
+  float32x4_t s = vfmaq_f32(x, n, vdupq_n_f32(0.693147182f));
+  s = vfmaq_f32(s, n, vdupq_n_f32(-1.90465421e-09f));
   float32x4_t p = vdupq_n_f32(1.38089445e-3f);
-  p = vfmaq_f32(vdupq_n_f32(8.37172568e-3f), p, r);
-  p = vfmaq_f32(vdupq_n_f32(4.16684076e-2f), p, r);
-  p = vfmaq_f32(vdupq_n_f32(1.66664898e-1f), p, r);
-  p = vfmaq_f32(vdupq_n_f32(0.49999994f), p, r);
-  p = vfmaq_f32(one, p, r);
-  p = vfmaq_f32(one, p, r);
+  p = vfmsq_f32(vdupq_n_f32(8.37172568e-3f), p, s);
+  p = vfmsq_f32(vdupq_n_f32(4.16684076e-2f), p, s);
+  p = vfmsq_f32(vdupq_n_f32(1.66664898e-1f), p, s);
+  p = vfmsq_f32(vdupq_n_f32(0.49999994f), p, s);
+  p = vfmsq_f32(one, p, s);
+  p = vfmsq_f32(one, p, s);
   const int32x4_t sc = vshlq_n_s32(vreinterpretq_s32_f32(t), 23);
   const float32x4_t e = vreinterpretq_f32_s32(vaddq_s32(vreinterpretq_s32_f32(p), sc));
-  const float32x4_t d = vaddq_f32(e, one);
-  return vdivq_f32(vbslq_f32(vcltq_f32(x, vdupq_n_f32(0.0f)), e, one), d);
+  return vdivq_f32(silu ? x : one, vaddq_f32(e, one));
 }
 
-/* Lanes where cnn_neon_sigmoid_fast does not apply: |x| > 87 or NaN (all ones). */
+/* Lanes where cnn_neon_sig4_fast does not apply: |x| > 87 or NaN (all ones). */
 static inline uint32x4_t cnn_neon_sigmoid_slow_lanes(float32x4_t x) {
   return vmvnq_u32(vcleq_f32(vabsq_f32(x), vdupq_n_f32(87.0f)));
 }

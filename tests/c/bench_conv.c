@@ -203,6 +203,10 @@ int main(int argc, char** argv) {
   bench_conv("mobilenetv2 1x1 960->160 7x7", 960, 160, 1, 7, 1, 1, G, pools);
   bench_conv("squeezenet 1x1 512->1000 13x13", 512, 1000, 1, 13, 1, 1, G, pools);
   bench_conv("squeezenet 1x1 128->16 55x55", 128, 16, 1, 55, 1, 1, G, pools);
+  bench_conv("squeezenet 1x1 256->32 27x27", 256, 32, 1, 27, 1, 1, G, pools);
+  bench_conv("squeezenet 1x1 512->64 13x13", 512, 64, 1, 13, 1, 1, G, pools);
+  bench_conv("mobilenetv2 1x1 384->64 14x14", 384, 64, 1, 14, 1, 1, G, pools);
+  bench_conv("mobilenetv2 1x1 576->96 14x14", 576, 96, 1, 14, 1, 1, G, pools);
   bench_conv("resnet50 7x7 3->64 224x224 s2 (stem)", 3, 64, 1, 224, 7, 2, G, pools);
   bench_conv("vgg16 3x3 64->64 224x224", 64, 64, 1, 224, 3, 1, G, pools);
   bench_conv("vgg16 3x3 512->512 14x14", 512, 512, 1, 14, 3, 1, G, pools);
