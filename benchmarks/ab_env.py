@@ -61,9 +61,21 @@ a = np.median(T["A"], axis=0)
 b = np.median(T["B"], axis=0)
 unit = 1e-6 if a.max() > 1e3 else 1.0
 print(f"{model} batch {B} threads {threads}: {var}={va} (A) vs {var}={vb} (B), {rounds} rounds")
-for n, x1, x2 in zip(names, a, b):
-    if abs(x1 - x2) > 0.01 * a.sum() or n.split()[1:2] != n.split()[2:3]:
-        print(f"  {n} A {x1*unit:8.3f}  B {x2*unit:8.3f}  B/A {x2/max(x1,1e-9):.3f}")
+if len(info["A"].nodes) == len(info["B"].nodes):
+    for n, x1, x2 in zip(names, a, b):
+        if abs(x1 - x2) > 0.01 * a.sum() or n.split()[1:2] != n.split()[2:3]:
+            print(f"  {n} A {x1*unit:8.3f}  B {x2*unit:8.3f}  B/A {x2/max(x1,1e-9):.3f}")
+else:  # different plans (a fusion): each plan's nodes by name, the nodes one plan lacks summed into the next one
+    ta = {nd.name: t for nd, t in zip(info["A"].nodes, a)}
+    tb = {nd.name: t for nd, t in zip(info["B"].nodes, b)}
+    acc = 0.0
+    for nd in info["A"].nodes:
+        acc += ta[nd.name]
+        if nd.name in tb:
+            if abs(acc - tb[nd.name]) > 0.005 * a.sum():
+                print(f"  {nd.name[-34:]:34s} {nd.algo:16s} A {acc*unit:8.3f}  B {tb[nd.name]*unit:8.3f}  "
+                      f"B/A {tb[nd.name]/max(acc,1e-9):.3f}")
+            acc = 0.0
 wa, wb = np.median(W["A"]) * 1e3, np.median(W["B"]) * 1e3
 ratios = np.array(W["B"]) / np.array(W["A"])
 print("nodes sum A %.3f B %.3f  B/A %.3f; wall A %.3f ms B %.3f ms  B/A %.3f (per-round ratios %.3f-%.3f IQR)"

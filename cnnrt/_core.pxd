@@ -69,6 +69,8 @@ cdef extern from "cnnrt/conv.h":
     double cnn_conv2d_weights_probe_error(const cnn_conv2d_weights*)
     int cnn_conv2d_plan_init(cnn_conv2d_plan*, const cnn_conv2d_weights*, size_t, size_t, size_t, size_t)
     int cnn_conv2d_plan_fuse_maxpool2(cnn_conv2d_plan*)
+    int cnn_conv2d_expand_dw_ok(const cnn_conv2d_weights*, const cnn_conv2d_weights*, size_t, size_t)
+    int cnn_conv2d_plan_fuse_dw(cnn_conv2d_plan*, const cnn_conv2d_weights*)
     void cnn_conv2d_run(const cnn_conv2d_plan*, const float*, float*, const float*, void*, cnn_threadpool*) nogil
     void cnn_conv2d_ref(const cnn_conv2d_desc*, size_t, size_t, size_t, const float*, const float*, const float*,
                         const float*, float*) nogil

@@ -189,6 +189,14 @@ cdef class ConvWeights:
             return False
         return cnn_conv2d_plan_fuse_maxpool2(&p) == 0
 
+    def can_fuse_dw(self, ConvWeights dw, size_t batch, size_t h, size_t w, size_t nthreads):
+        """True if the plan of this 1x1 convolution for this input shape can run the depthwise convolution dw on
+        its output in the same pass (cnn_conv2d_plan_fuse_dw)."""
+        cdef cnn_conv2d_plan p
+        if cnn_conv2d_plan_init(&p, self.w, batch, h, w, nthreads) != 0:
+            return False
+        return cnn_conv2d_plan_fuse_dw(&p, dw.w) == 0
+
     def plan_algo(self, size_t batch, size_t h, size_t w, size_t nthreads):
         """The algorithm a plan for this input shape runs (the name Plan.add_conv reports)."""
         cdef cnn_conv2d_plan p
@@ -480,15 +488,19 @@ cdef class Plan:
             self.workspace_bytes = b
 
     def add_conv(self, int32_t out, int32_t x, object res, ConvWeights w, size_t batch, size_t h, size_t wd,
-                 size_t nthreads, bint maxpool2=False):
+                 size_t nthreads, bint maxpool2=False, ConvWeights dw=None):
         cdef cnn_conv_node* p = <cnn_conv_node*>self._add(CNN_NODE_CONV, out, (x, res), sizeof(cnn_conv_node))
         if cnn_conv2d_plan_init(&p.plan, w.w, batch, h, wd, nthreads) != 0:
             raise ValueError("convolution does not fit its input")
         if maxpool2 and (res is not None or cnn_conv2d_plan_fuse_maxpool2(&p.plan) != 0):
             raise ValueError("this convolution plan cannot fuse a 2x2 max-pool")
+        if dw is not None:
+            if res is not None or cnn_conv2d_plan_fuse_dw(&p.plan, dw.w) != 0:
+                raise ValueError("this convolution plan cannot fuse the depthwise convolution")
+            self.keep.append(dw)
         self.keep.append(w)
         self._ws(p.plan.workspace_bytes)
-        return w._algo_of(&p.plan)
+        return w._algo_of(&p.plan) + ("+depthwise" if dw is not None else "")
 
     def add_fc(self, int32_t out, int32_t x, object res, FCWeights w, size_t m, size_t x_rs, size_t x_cs,
                object act, size_t nthreads):

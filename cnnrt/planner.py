@@ -5,6 +5,7 @@ Packed weights are shape-independent and live in `Prepared` (created once per se
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
@@ -530,10 +531,72 @@ def lower_conv(L: Lowering, node: Node):
         L.infos[-1].fused = L.infos[-1].fused + [f"MaxPool({pool.name})"]
         note()
         return
+    if res is None and not one_d and xs[0]:
+        fused = _fuse_depthwise(L, node, cw, out, out_shape, xs, h, wd, flops)
+        if fused:
+            note()
+            return
     L.define(out, out_shape)
     ins = [x, L.runtime_input(node, res) if res else None]
     L.emit(node, "conv", "add_conv", out, ins, (cw, xs[0], h, wd, L.nthreads), flops, cw.algo)
     note()
+
+
+# Expand 1x1 -> depthwise fused when the expanded tensor of one image is at least this large and the expansion's
+# activation is a clamp (measured with benchmarks/ab_env.py, see benchmarks/RESULTS.md): MobileNetV2's 16->96 at
+# 112x112 (4.8 MB) gains 0.3 ms; its 24->144 at 56x56 (1.8 MB) and 32->192 at 28x28 (0.6 MB) gain nothing (the tensor
+# stays in cache between the two layers) and lose the band overlap; EfficientNet's SiLU expansions are bound by the
+# SiLU, not by memory (16->96 at 112x112: +0.04 ms fused).
+EXPAND_DW_MIN_BYTES = 2 << 20
+
+
+def _fuse_depthwise(L: Lowering, node: Node, cw, out: str, out_shape, xs, h, wd, flops) -> bool:
+    """A 1x1 convolution (stride 1, no padding) whose output's only reader is a depthwise convolution (multiplier 1,
+    no residual): emit both as one C node (cnn_conv2d_plan_fuse_dw), the expanded tensor never materialized. Returns
+    True when it did. CNNRT_EXPAND_DW=0 turns it off (A/B comparisons)."""
+    if os.environ.get("CNNRT_EXPAND_DW", "1") == "0":
+        return False
+    if out in L.graph_outputs or len(out_shape) != 4 or out_shape[1] * h * wd * 4 < EXPAND_DW_MIN_BYTES:
+        return False
+    act = _act_of_node(node)
+    if act is not None and act[0] not in ("relu", "clip"):
+        return False
+    rd = L.readers.get(out, [])
+    if len(rd) != 1:
+        return False
+    r = rd[0]
+    if r.op != "Conv" or r.inputs[0] != out or (len(r.inputs) > 3 and r.inputs[3]) or r.inputs[1] not in L.consts:
+        return False
+    if len(r.inputs) > 2 and r.inputs[2] and r.inputs[2] not in L.consts:
+        return False
+    wdw = np.asarray(L.consts[r.inputs[1]], np.float32)
+    C = out_shape[1]
+    if wdw.ndim != 4 or int(r.attr("group", 1)) != C or wdw.shape[0] != C or wdw.shape[1] != 1:
+        return False
+    ks = list(wdw.shape[2:])
+    if list(r.attr("kernel_shape", ks)) != ks:
+        return False
+    strides = list(r.attr("strides", [1, 1]))
+    dils = list(r.attr("dilations", [1, 1]))
+    if len(strides) != 2 or len(dils) != 2 or min(strides) <= 0 or dils != [1, 1]:
+        return False
+    pads = _conv_pads(r, [h, wd], ks, strides, dils)
+    bdw = L.consts.get(r.inputs[2]) if len(r.inputs) > 2 and r.inputs[2] else None
+    oh = (h + pads[0] + pads[2] - (ks[0] - 1) - 1) // strides[0] + 1
+    ow = (wd + pads[1] + pads[3] - (ks[1] - 1) - 1) // strides[1] + 1
+    if oh <= 0 or ow <= 0:
+        return False
+    dcw = L.prep.conv_weights(r, wdw, bdw, strides, pads, dils, C, _act_of_node(r), "auto")
+    if not cw.can_fuse_dw(dcw, xs[0], h, wd, L.nthreads):
+        return False
+    L.absorbed.add(r.name)
+    dout = r.outputs[0]
+    L.define(dout, (xs[0], C, oh, ow))
+    dflops = 2 * xs[0] * C * oh * ow * ks[0] * ks[1]
+    L.emit(node, "conv", "add_conv", dout, [L.runtime_input(node, node.inputs[0]), None],
+           (cw, xs[0], h, wd, L.nthreads, False, dcw), flops + dflops, cw.algo + "+depthwise")
+    L.infos[-1].fused = L.infos[-1].fused + [f"Conv({r.name})"] + [f"{f} (of {r.name})" for f in r.fused]
+    return True
 
 
 def _fusable_maxpool2(L: Lowering, out: str, out_shape) -> Optional[Node]:

@@ -266,6 +266,95 @@ def test_conv_maxpool_not_fused(case):
     assert "MaxPool" in [i.op for i in s.plan_info({"x": xs}).nodes]
 
 
+def _expand_dw_model(cin, c, k=3, stride=2, expand_act="Clip", dw_act="Clip", pads=None, residual=False,
+                     extra_reader=False):
+    """MobileNetV2's inverted-residual front: 1x1 expansion, activation, depthwise k x k, activation."""
+    p = (k - 1) // 2
+    nodes = [helper.make_node("Conv", ["x", "we", "be"], ["e"])]
+    e = "e"
+    if expand_act == "Clip":
+        nodes.append(helper.make_node("Clip", ["e", "lo", "hi"], ["ea"]))
+        e = "ea"
+    elif expand_act == "SiLU":
+        nodes += [helper.make_node("Sigmoid", ["e"], ["es"]), helper.make_node("Mul", ["e", "es"], ["ea"])]
+        e = "ea"
+    nodes.append(helper.make_node("Conv", [e, "wd", "bd"], ["d"], group=c, strides=[stride, stride],
+                                  pads=pads or [p, p, p, p]))
+    y = "d"
+    if dw_act == "Clip":
+        nodes.append(helper.make_node("Clip", ["d", "lo", "hi"], ["da"]))
+        y = "da"
+    outs = {"y": None}
+    if residual:  # the depthwise output plus a tensor of its shape: the Add fuses into the depthwise conv
+        nodes.append(helper.make_node("Add", [y, "r"], ["y"]))
+    else:
+        nodes.append(helper.make_node("Identity", [y], ["y"]))
+    if extra_reader:
+        nodes.append(helper.make_node("Relu", [e], ["z"]))
+        outs["z"] = None
+    inits = {"we": rand(c, cin, 1, 1, seed=1) * 0.5, "be": rand(c, seed=2), "wd": rand(c, 1, k, k, seed=3),
+             "bd": rand(c, seed=4), "lo": np.array(0.0, np.float32), "hi": np.array(6.0, np.float32)}
+    ins = {"x": ["N", cin, None, None]}
+    if residual:
+        ins["r"] = ["N", c, None, None]
+    return model(nodes, ins, outs, inits)
+
+
+def _dw_fused(s, shapes):
+    return [i for i in s.plan_info(shapes).nodes if i.algo.endswith("+depthwise")]
+
+
+@pytest.mark.parametrize("shape,k,stride", [((1, 16, 112, 112), 3, 2), ((2, 8, 90, 75), 5, 1), ((1, 12, 96, 90), 3, 1)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_expand_depthwise_fused(shape, k, stride, threads):
+    """The expansion's output (96 x H x W floats, >= 2 MiB) is never materialized: one node, same results."""
+    m = _expand_dw_model(shape[1], 96, k, stride)
+    x = rand(*shape, seed=5, lo=-2, hi=2)
+    s = check(m, x, threads=threads)
+    fused = _dw_fused(s, {"x": shape})
+    assert len(fused) == 1 and any(f.startswith("Conv(") for f in fused[0].fused), fused
+    assert [i.op for i in s.plan_info({"x": shape}).nodes].count("Conv") == 1
+
+
+def test_expand_depthwise_fused_switch_off(monkeypatch):
+    shape = (1, 16, 112, 112)
+    m = _expand_dw_model(16, 96)
+    x = rand(*shape, seed=6)
+    on = cnnrt.Session(m.SerializeToString(), num_threads=1)
+    a = on.run(x)[0]  # planned now: the switch is read when a plan is made
+    monkeypatch.setenv("CNNRT_EXPAND_DW", "0")
+    off = cnnrt.Session(m.SerializeToString(), num_threads=1)
+    b = off.run(x)[0]
+    assert _dw_fused(on, {"x": shape}) and not _dw_fused(off, {"x": shape})
+    assert_close(a, b, what="fused vs separate")
+
+
+@pytest.mark.parametrize("case", ["small", "silu", "residual", "second_reader", "pads"])
+def test_expand_depthwise_not_fused(case):
+    shape = (1, 16, 112, 112)
+    kw = {}
+    if case == "small":  # 96 x 56 x 56 floats: 1.2 MB, stays in cache between the layers
+        shape = (1, 16, 56, 56)
+    elif case == "silu":
+        kw = dict(expand_act="SiLU")
+    elif case == "residual":  # the Add right after the depthwise conv fuses into it as its residual
+        kw = dict(residual=True, dw_act=None)
+    elif case == "second_reader":
+        kw = dict(extra_reader=True)
+    elif case == "pads":  # more padding than (k-1)/2: output rows of pure padding
+        kw = dict(pads=[2, 2, 2, 2])
+    m = _expand_dw_model(16, 96, **kw)
+    feeds = {"x": rand(*shape, seed=7)}
+    if case == "residual":
+        oh = (shape[2] + 2 - 3) // 2 + 1
+        feeds["r"] = rand(1, 96, oh, oh, seed=8)
+    s = check(m, feeds)
+    nodes = s.plan_info({k: v.shape for k, v in feeds.items()}).nodes
+    assert not _dw_fused(s, {k: v.shape for k, v in feeds.items()})
+    if case == "residual":
+        assert any(f.startswith("Add(") for i in nodes for f in i.fused), nodes
+
+
 def test_conv_maxpool_ceil_mode_even_is_fused():
     xs = (2, 16, 12, 14)
     m = _conv_pool_model(xs, 16, "Relu", dict(ceil_mode=1))

@@ -69,6 +69,9 @@ typedef struct cnn_conv2d_plan {
   size_t workspace_bytes;
   int algo; /* algorithm this plan runs: CNN_CONV_ALGO_WINOGRAD, or 0 (the weights' algorithm) */
   int maxpool2; /* 1: the run writes MaxPool(2x2, stride 2, floor) of the output (cnn_conv2d_plan_fuse_maxpool2) */
+  const struct cnn_conv2d_weights* dw; /* fused depthwise conv (cnn_conv2d_plan_fuse_dw), or NULL */
+  size_t dw_oh, dw_ow;                 /* its output size */
+  size_t dw_rows, dw_cg;               /* output rows per band, channels per group (tasks: bands x groups) */
 } cnn_conv2d_plan;
 /* Returns CNN_OK, or CNN_ERR_INVALID (batch or input size 0, kernel larger than the padded input, sizes whose
  * products overflow). The workspace holds nthreads per-thread slices: run with a pool of at most nthreads threads
@@ -84,6 +87,20 @@ int cnn_conv2d_plan_init(cnn_conv2d_plan* p, const cnn_conv2d_weights* w, size_t
 int cnn_conv2d_plan_fuse_maxpool2(cnn_conv2d_plan* p);
 void cnn_conv2d_run(const cnn_conv2d_plan* p, const float* in, float* out, const float* residual, void* workspace,
                     cnn_threadpool* pool);
+/* Expand 1x1 + depthwise (the inverted-residual block of MobileNetV2 / EfficientNet) as one run: the plan of the
+ * 1x1 convolution pw (GEMM weights, 1x1, stride 1, no padding, groups 1, Cin <= one K block) takes the following
+ * depthwise convolution dw (DEPTHWISE weights, multiplier 1, Cin = pw's Cout, kernel <= 7x7, stride 1 or 2,
+ * dilation 1, padding at most (k-1)/2 per side); the run then writes dw's output ([batch, C, dw_oh, dw_ow]) and
+ * the expanded tensor never exists in full: each task computes a band of its rows for a group of channels (the
+ * GEMM on a packed band of the input, with pw's bias and activation) into its workspace slice, sized to stay in
+ * L2, and runs the depthwise kernel on that band (its top padding shifted to the band). Rows where bands meet are
+ * computed by both (k - stride rows per band). No residual. cnn_conv2d_expand_dw_ok: the shapes it takes; the plan
+ * function returns CNN_ERR_UNSUPPORTED otherwise (plan unchanged). */
+int cnn_conv2d_expand_dw_ok(const struct cnn_conv2d_weights* pw, const struct cnn_conv2d_weights* dw, size_t in_h,
+                            size_t in_w);
+int cnn_conv2d_plan_fuse_dw(cnn_conv2d_plan* p, const struct cnn_conv2d_weights* dw);
+/* Tests: the byte budget of a band of expanded rows for plans fused from now on (0: the default, 160 KiB). */
+void cnn_conv2d_set_expand_dw_band_bytes(size_t bytes);
 
 /* Naive reference (the oracle): same semantics, weights unpacked. Sums in double; the fused activation is computed
  * in double with libm. residual may equal out. */
@@ -189,6 +206,7 @@ void cnn_f32_dwconv_rows__avx2(const cnn_dwconv_params* p, const float* in, cons
 typedef struct cnn_dwconv_c8_params {
   size_t h, w, oh, ow, kh, kw, sh, sw, pt, pl;
   size_t pwc, ph; /* transposed buffer: ph rows of pwc pixels (pixel (r, c) holds in[r - pt, c - pl], 0 outside) */
+  size_t ostride; /* floats between the output (and residual) planes: oh*ow unless the caller writes a band of rows */
   float min, max;
   void (*act_fn)(const cnn_act* act, const float* x, float* y, size_t n);
   const cnn_act* act;

@@ -67,6 +67,7 @@ __attribute__((optimize("no-tree-loop-distribute-patterns")))
 void cnn_f32_dwconv_c8__avx2(const cnn_dwconv_c8_params* p, const float* in, const float* w8, const float* bias,
                              const float* residual, float* out, float* xbuf, float* ybuf) {
   const size_t H = p->h, W = p->w, HW = H * W, OHW = p->oh * p->ow, pwc = p->pwc, ph = p->ph, pt = p->pt, pl = p->pl;
+  const size_t OS = p->ostride; /* output plane stride */
   const __m256 z = _mm256_setzero_ps();
   /* 1. zero-bordered transposed input: rows [0, ph), columns [0, pwc), 8 channels per pixel */
   const size_t ncol = pl < pwc ? cnn_min_sz(W, pwc - pl) : 0; /* input columns that land in the buffer */
@@ -130,9 +131,9 @@ void cnn_f32_dwconv_c8__avx2(const cnn_dwconv_c8_params* p, const float* in, con
       const size_t keep = done - i; /* 0 except for an overlapping last block */
       const __m256 km = _mm256_castsi256_ps(_mm256_loadu_si256((const __m256i*)(g_mask + 8 - keep)));
       for (int c = 0; c < 8; c++) {
-        float* o = out + c * OHW + i;
+        float* o = out + c * OS + i;
         __m256 a = v[c];
-        if (residual) a = _mm256_add_ps(a, _mm256_loadu_ps(residual + c * OHW + i));
+        if (residual) a = _mm256_add_ps(a, _mm256_loadu_ps(residual + c * OS + i));
         a = _mm256_min_ps(hi, _mm256_max_ps(lo, a));
         if (silu) a = cnn_dw_silu8(a);
         if (keep) a = _mm256_blendv_ps(a, _mm256_loadu_ps(o), km);
@@ -145,12 +146,12 @@ void cnn_f32_dwconv_c8__avx2(const cnn_dwconv_c8_params* p, const float* in, con
     for (size_t i = 0; i < OHW; i++)
       for (size_t c = 0; c < 8; c++) {
         float a = ybuf[i * 8 + c];
-        if (residual) a += residual[c * OHW + i];
+        if (residual) a += residual[c * OS + i];
         a = a < p->min ? p->min : a;
         a = a > p->max ? p->max : a;
-        out[c * OHW + i] = a;
+        out[c * OS + i] = a;
       }
   }
   if (p->act_fn && !silu)
-    for (size_t c = 0; c < 8; c++) p->act_fn(p->act, out + c * OHW, out + c * OHW, OHW);
+    for (size_t c = 0; c < 8; c++) p->act_fn(p->act, out + c * OS, out + c * OS, OHW);
 }

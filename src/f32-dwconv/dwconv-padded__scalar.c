@@ -109,6 +109,7 @@ int cnn_dwconv_c8_geometry(const cnn_conv2d_desc* d, size_t h, size_t w, size_t 
   p->pl = d->pad_left;
   p->pwc = pwc;
   p->ph = ph;
+  p->ostride = oh * ow;
   p->min = -1.0f / 0.0f;
   p->max = 1.0f / 0.0f;
   p->act_fn = NULL;

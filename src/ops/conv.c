@@ -813,10 +813,193 @@ int cnn_conv2d_plan_fuse_maxpool2(cnn_conv2d_plan* p) {
   return CNN_ERR_UNSUPPORTED;
 }
 
+/* ------------------------------------------------------------------------------------------------------------ */
+/* Expand 1x1 + depthwise, fused (see include/cnnrt/conv.h) */
+
+/* the band of expanded rows a task holds: cg channels x rows x W floats, at most this many bytes (with the packed
+ * input band, about half of a 512 KiB L2) */
+#define EXPAND_DW_BAND_BYTES ((size_t)160 << 10)
+static size_t g_expand_dw_band_bytes = 0; /* tests: another budget (many small bands) */
+void cnn_conv2d_set_expand_dw_band_bytes(size_t bytes) { g_expand_dw_band_bytes = bytes; }
+#define EXPAND_DW_CG 24 /* channels per group: 4 GEMM row panels */
+
+int cnn_conv2d_expand_dw_ok(const cnn_conv2d_weights* pw, const cnn_conv2d_weights* dw, size_t in_h, size_t in_w) {
+  if (!pw || !dw || in_h == 0 || in_w == 0) return 0;
+  const cnn_conv2d_desc* a = &pw->d;
+  const cnn_conv2d_desc* b = &dw->d;
+  if (pw->algo != CNN_CONV_ALGO_GEMM || pw->wino || !is_pointwise(a) || a->groups != 1 || pw->kcb != pw->K ||
+      pw->cfg != dw->cfg)
+    return 0;
+  if (dw->algo != CNN_CONV_ALGO_DEPTHWISE || b->groups != b->in_channels || b->out_channels != b->in_channels ||
+      b->in_channels != a->out_channels || !dw->dw)
+    return 0;
+  if (b->kernel_h > 7 || b->kernel_w > 7 || b->dilation_h != 1 || b->dilation_w != 1 || b->stride_h > 2 ||
+      b->stride_w > 2 || 2 * b->pad_top > b->kernel_h - 1 || 2 * b->pad_bottom > b->kernel_h - 1 ||
+      2 * b->pad_left > b->kernel_w - 1 || 2 * b->pad_right > b->kernel_w - 1)
+    return 0;
+  size_t oh, ow;
+  return cnn_conv2d_out_size(b, in_h, in_w, &oh, &ow) && in_w < ((size_t)1 << 24);
+}
+
+typedef struct {
+  size_t rows_in, n_max, slice; /* input rows per band (max), its columns, per-thread floats */
+  int c8;                       /* the depthwise runs 8 channels at a time (cnn_f32_dwconv_c8__avx2) */
+} expand_dw_geo;
+
+static void expand_dw_geometry(const cnn_conv2d_plan* p, const cnn_conv2d_weights* dw, expand_dw_geo* g) {
+  const cnn_conv2d_desc* b = &dw->d;
+  const size_t al = CNN_ALIGN / sizeof(float), W = p->in_w, K = p->w->K;
+  const size_t ri = (p->dw_rows - 1) * b->stride_h + b->kernel_h;
+  g->rows_in = cnn_min_sz(ri, p->in_h);
+  g->n_max = g->rows_in * W;
+  g->slice = cnn_round_up(K * cnn_round_up(g->n_max, 16), al) + cnn_round_up(p->dw_cg * g->n_max, al) +
+             cnn_round_up(cnn_round_up(W, 8), al);
+  /* the 8-channel kernel's buffers for a band of dw_rows output rows (their size depends on the output rows only) */
+  cnn_dwconv_c8_params cp;
+  size_t xf, yf;
+  g->c8 = dw->packed8 && p->dw_ow <= CNN_DW_C8_MAX_OW &&
+          cnn_dwconv_c8_geometry(b, g->rows_in, W, p->dw_rows, p->dw_ow, &cp, &xf, &yf);
+  if (g->c8) g->slice += xf + yf;
+}
+
+int cnn_conv2d_plan_fuse_dw(cnn_conv2d_plan* p, const cnn_conv2d_weights* dw) {
+  if (!p || !p->w || p->maxpool2 || p->dw || p->algo != 0 || !cnn_conv2d_expand_dw_ok(p->w, dw, p->in_h, p->in_w))
+    return CNN_ERR_UNSUPPORTED;
+  size_t oh, ow;
+  if (!cnn_conv2d_out_size(&dw->d, p->in_h, p->in_w, &oh, &ow)) return CNN_ERR_UNSUPPORTED;
+  const size_t C = dw->d.in_channels, kh = dw->d.kernel_h, sh = dw->d.stride_h, W = p->in_w;
+  const size_t cg = cnn_min_sz(C, EXPAND_DW_CG);
+  /* input rows per band within the byte budget, at least one output row's window and one stride more */
+  const size_t budget = g_expand_dw_band_bytes ? g_expand_dw_band_bytes : EXPAND_DW_BAND_BYTES;
+  const size_t ri = cnn_max_sz(budget / sizeof(float) / (cg * W), kh + sh);
+  cnn_conv2d_plan q = *p;
+  q.dw = dw;
+  q.dw_oh = oh;
+  q.dw_ow = ow;
+  q.dw_cg = cg;
+  q.dw_rows = cnn_min_sz((ri - kh) / sh + 1, oh);
+  expand_dw_geo g;
+  expand_dw_geometry(&q, dw, &g);
+  size_t ws;
+  if (!mul_ok(g.slice, q.nthreads, &ws) || !mul_ok(ws, sizeof(float), &ws)) return CNN_ERR_UNSUPPORTED;
+  q.workspace_bytes = ws;
+  *p = q;
+  return CNN_OK;
+}
+
+typedef struct {
+  const cnn_conv2d_plan* p;
+  const float* in;
+  float* out;
+  float* ws;
+  expand_dw_geo g;
+  size_t bands, groups, gpt; /* gpt: groups per task */
+} expand_dw_ctx;
+
+/* task (image n and band b, chunk j of gpt channel groups): the band's input rows packed once, then per group its
+ * expanded rows and their depthwise outputs */
+static void expand_dw_task(void* vctx, size_t tid, size_t i, size_t j) {
+  const expand_dw_ctx* x = (const expand_dw_ctx*)vctx;
+  const cnn_conv2d_plan* p = x->p;
+  const cnn_conv2d_weights* pw = p->w;
+  const cnn_conv2d_weights* dw = p->dw;
+  const cnn_gemm_config* cfg = pw->cfg;
+  const cnn_conv2d_desc* b = &dw->d;
+  const size_t al = CNN_ALIGN / sizeof(float);
+  const size_t H = p->in_h, W = p->in_w, HW = H * W, K = pw->K, C = b->in_channels, OH = p->dw_oh, OW = p->dw_ow;
+  const size_t n = i / x->bands, band = i % x->bands;
+  const size_t oy0 = band * p->dw_rows, oy1 = cnn_min_sz(OH, oy0 + p->dw_rows);
+  /* input rows [r0, r1) of the band: the windows of output rows [oy0, oy1), clipped to the image (the padding
+   * bounds of cnn_conv2d_expand_dw_ok keep every window's rows partly inside, so r0 < r1) */
+  const ptrdiff_t top = (ptrdiff_t)(oy0 * b->stride_h) - (ptrdiff_t)b->pad_top;
+  const size_t r0 = top > 0 ? (size_t)top : 0;
+  const size_t r1 = cnn_min_sz(H, (size_t)(top + (ptrdiff_t)((oy1 - oy0 - 1) * b->stride_h + b->kernel_h)));
+  const size_t N = (r1 - r0) * W;
+  float* bpk = x->ws + tid * x->g.slice;
+  float* ebuf = bpk + cnn_round_up(K * cnn_round_up(x->g.n_max, 16), al);
+  float* zrow = ebuf + cnn_round_up(p->dw_cg * x->g.n_max, al);
+  cnn_gemm_pack_b(cfg->nr, K, N, x->in + n * K * HW + r0 * W, HW, 1, bpk);
+  /* the depthwise on the band: a plane of r1 - r0 rows whose top padding is what row r0 leaves of oy0's window */
+  cnn_conv2d_desc db = *b;
+  db.pad_top = (size_t)((ptrdiff_t)r0 - top);
+  cnn_dwconv_params prm;
+  cnn_dwconv_params_init(&prm, &db, r1 - r0, W, oy1 - oy0, OW);
+  prm.min = dw->act_min;
+  prm.max = dw->act_max;
+  prm.act_fn = dw->act_fn;
+  prm.act = &b->act;
+  const int rows = dw->dwrows && cnn_dwconv_rows_ok(&db, r1 - r0, W);
+#if defined(__x86_64__) && !defined(CNNRT_NO_AVX2)
+  cnn_dwconv_c8_params cp;
+  size_t xf = 0, yf = 0;
+  const int c8 = x->g.c8 && cnn_dwconv_c8_geometry(&db, r1 - r0, W, oy1 - oy0, OW, &cp, &xf, &yf);
+  float* c8buf = zrow + cnn_round_up(cnn_round_up(W, 8), al);
+  if (c8) {
+    cp.ostride = OH * OW;
+    cp.min = dw->act_min;
+    cp.max = dw->act_max;
+    cp.act_fn = dw->act_fn;
+    cp.act = &b->act;
+  }
+#endif
+  const size_t g1 = cnn_min_sz(x->groups, (j + 1) * x->gpt);
+  for (size_t gi = j * x->gpt; gi < g1; gi++) {
+  const size_t c0 = gi * p->dw_cg, c1 = cnn_min_sz(C, c0 + p->dw_cg);
+  /* expanded rows of channels [c0, c1): pw's GEMM (one K block) on the packed band, bias and activation fused */
+  cnn_gemm_epilogue e;
+  e.bias_row = pw->bias ? pw->bias + c0 : NULL;
+  e.bias_col = NULL;
+  e.residual = NULL;
+  e.res_ld = 0;
+  e.min = pw->act_min;
+  e.max = pw->act_max;
+  const int has_epi = e.bias_row || e.min != -INFINITY || e.max != INFINITY;
+  cnn_gemm_macro_kernel(cfg, c1 - c0, N, K, pw->packed + c0 * K, bpk, ebuf, N, 0, 1, has_epi ? &e : NULL, pw->act_fn,
+                        &pw->d.act);
+  const size_t khw = b->kernel_h * b->kernel_w;
+  size_t c = c0;
+#if defined(__x86_64__) && !defined(CNNRT_NO_AVX2)
+  if (c8) /* 8 channels in the lanes (the kernel the depthwise plan picks for narrow rows) */
+    for (; c + 8 <= c1; c += 8)
+      cnn_f32_dwconv_c8__avx2(&cp, ebuf + (c - c0) * N, dw->packed8 + c * khw, dw->bias ? dw->bias + c : NULL, NULL,
+                              x->out + (n * C + c) * OH * OW + oy0 * OW, c8buf, c8buf + xf);
+#endif
+  for (; c < c1; c++) {
+    float* o = x->out + (n * C + c) * OH * OW + oy0 * OW;
+    const float bias = dw->bias ? dw->bias[c] : 0.0f;
+    if (rows)
+      dw->dwrows(&prm, ebuf + (c - c0) * N, dw->packed + c * khw, bias, NULL, o, zrow);
+    else
+      dw->dw(&prm, ebuf + (c - c0) * N, dw->packed + c * khw, bias, NULL, o);
+  }
+  }
+}
+
+static void expand_dw_run(const cnn_conv2d_plan* p, const float* in, float* out, void* workspace,
+                          cnn_threadpool* pool) {
+  if (cnn_threadpool_size(pool) > p->nthreads) pool = NULL; /* the workspace has p->nthreads slices */
+  expand_dw_ctx x;
+  x.p = p;
+  x.in = in;
+  x.out = out;
+  x.ws = (float*)workspace;
+  expand_dw_geometry(p, p->dw, &x.g);
+  x.bands = cnn_div_up(p->dw_oh, p->dw_rows);
+  x.groups = cnn_div_up(p->dw->d.in_channels, p->dw_cg);
+  /* all groups of a band in one task (the band packed once), unless that leaves fewer than 4 tasks per thread */
+  const size_t nt = cnn_threadpool_size(pool) ? cnn_threadpool_size(pool) : 1, bt = p->batch * x.bands;
+  x.gpt = bt >= 4 * nt ? x.groups : cnn_max_sz(1, x.groups / cnn_div_up(4 * nt, bt));
+  cnn_parallelize_2d(pool, expand_dw_task, &x, bt, cnn_div_up(x.groups, x.gpt));
+}
+
 void cnn_conv2d_run(const cnn_conv2d_plan* p, const float* in, float* out, const float* residual, void* workspace,
                     cnn_threadpool* pool) {
   const cnn_conv2d_weights* w = p->w;
   const cnn_conv2d_desc* d = &w->d;
+  if (p->dw) {
+    expand_dw_run(p, in, out, workspace, pool);
+    return;
+  }
   /* the workspace holds p->nthreads slices: a larger pool would index past it, so it runs inline */
   if (p->algo == CNN_CONV_ALGO_WINOGRAD) {
     cnn_wino_run_pool(w->wino, p->batch, p->in_h, p->in_w, p->out_h, p->out_w, in, out, residual, workspace, pool,

@@ -12,14 +12,27 @@
  *  2. cnn_f32_dwconv_c8__avx2 with a SiLU act_fn (applied in registers, dw-common__avx2.h) against the same kernel
  *     without act_fn followed by cnn_f32_act__avx2 on each plane: bit-identical (tolerance 0: the same float
  *     operations on the same values), including lanes with |x| > 87 (the general-sigmoid patch), NaN inputs, planes
- *     under 8 pixels and the overlapping last transpose block with an in-place residual. */
+ *     under 8 pixels and the overlapping last transpose block with an in-place residual.
+ *  3. Expand 1x1 + depthwise fused (cnn_conv2d_plan_fuse_dw), every ISA the CPU has, against the two convolutions
+ *     run one after the other (the 1x1 plan, then the depthwise plan on its output): randomized batch, channels
+ *     (not multiples of 6 or 8, one or several channel groups), odd sizes, kernels 3/5/7, stride 1/2, padding 0..
+ *     (k-1)/2 per side, activations on both (clamps, SiLU, ...), 1 and 2 threads, band budgets from the default
+ *     down to one output row per band (so bands meet everywhere). The fused run computes the expanded values with
+ *     the same GEMM kernel, bias and activation as the 1x1 plan; its depthwise kernel may differ from the one the
+ *     depthwise plan picks (rows / padded-plane / 8-channel / generic), so each output is within 2 gamma_{k*k+2} S
+ *     of the sequential one (S = |bias| + sum |w e| over the taps, e the sequential expanded values), plus the
+ *     activation's Lipschitz term (worst_gamma_ratio). The output is allocated to its exact size with a guard. */
+#include <math.h>
 #include <string.h>
 
+#include "cnnrt/common.h"
 #include "cnnrt/conv.h"
 #include "cnnrt/eltwise.h"
+#include "cnnrt/hardware.h"
+#include "cnnrt/threadpool.h"
 #include "test_util.h"
 
-static float* falloc(size_t n) {
+static __attribute__((noinline)) float* falloc(size_t n) {
   float* p = (float*)malloc((n ? n : 1) * sizeof(float));
   if (!p) exit(2);
   return p;
@@ -199,6 +212,118 @@ static void test_c8_silu(int ncases) {
 }
 #endif
 
+/* ---- expand 1x1 + depthwise, fused ---- */
+static cnn_act small_act(void) {
+  const int r = (int)rng_range(0, 4);
+  if (r == 0) return (cnn_act){CNN_ACT_NONE, 0, 0};
+  if (r == 1) return (cnn_act){CNN_ACT_CLIP, 0.0f, 6.0f};
+  if (r == 2) return (cnn_act){CNN_ACT_SILU, 0, 0};
+  return random_act();
+}
+
+static int expand_dw_case(int isa, cnn_threadpool* pool, size_t band_bytes) {
+  const size_t batch = rng_range(1, 2), cin = rng_range(1, 3) == 1 ? rng_range(1, 200) : rng_range(1, 40);
+  const size_t C = rng_range(1, 4) == 1 ? rng_range(40, 130) : rng_range(1, 50);
+  const size_t k = rng_range(0, 5) == 0 ? (rng_range(0, 1) ? 7 : 5) : (rng_range(0, 2) ? 3 : 5);
+  const size_t s = rng_range(1, 2), H = rng_range(1, 40), W = rng_range(1, 45);
+  const size_t pmax = (k - 1) / 2;
+  cnn_conv2d_desc dp = {0}, dd = {0};
+  dp.in_channels = cin;
+  dp.out_channels = C;
+  dp.groups = 1;
+  dp.kernel_h = dp.kernel_w = 1;
+  dp.stride_h = dp.stride_w = 1;
+  dp.dilation_h = dp.dilation_w = 1;
+  dp.act = small_act();
+  dd.in_channels = dd.out_channels = dd.groups = C;
+  dd.kernel_h = dd.kernel_w = k;
+  dd.stride_h = dd.stride_w = s;
+  dd.dilation_h = dd.dilation_w = 1;
+  dd.pad_top = rng_range(0, pmax);
+  dd.pad_bottom = rng_range(0, pmax);
+  dd.pad_left = rng_range(0, pmax);
+  dd.pad_right = rng_range(0, pmax);
+  dd.act = small_act();
+  size_t oh, ow;
+  if (!cnn_conv2d_out_size(&dd, H, W, &oh, &ow)) return 0; /* kernel larger than the padded input */
+  const size_t nx = batch * cin * H * W, ne = batch * C * H * W, ny = batch * C * oh * ow;
+  float *x = falloc(nx), *wp = falloc(C * cin), *bp = falloc(C), *wd = falloc(C * k * k), *bd = falloc(C);
+  for (size_t i = 0; i < nx; i++) x[i] = rng_f() * 2.0f;
+  for (size_t i = 0; i < C * cin; i++) wp[i] = rng_f() / sqrtf((float)cin);
+  for (size_t i = 0; i < C; i++) bp[i] = rng_f() * 0.5f, bd[i] = rng_f() * 0.5f;
+  for (size_t i = 0; i < C * k * k; i++) wd[i] = rng_f();
+  int st;
+  const float* bpu = rng_range(0, 3) ? bp : NULL;
+  const float* bdu = rng_range(0, 3) ? bd : NULL;
+  cnn_conv2d_weights* pw = cnn_conv2d_weights_create(&dp, wp, bpu, isa, CNN_CONV_ALGO_GEMM, &st);
+  cnn_conv2d_weights* dwt = cnn_conv2d_weights_create(&dd, wd, bdu, isa, CNN_CONV_ALGO_DEPTHWISE, &st);
+  CHECK(pw && dwt, "expand_dw: weights create failed");
+  if (!pw || !dwt) exit(1);
+  const size_t nth = cnn_threadpool_size(pool);
+  CHECK(cnn_conv2d_expand_dw_ok(pw, dwt, H, W), "expand_dw: shape refused (cin %zu C %zu k %zu s %zu)", cin, C, k, s);
+  cnn_conv2d_plan p1, p2, pf;
+  cnn_conv2d_plan_init(&p1, pw, batch, H, W, nth);
+  cnn_conv2d_plan_init(&p2, dwt, batch, H, W, nth);
+  cnn_conv2d_plan_init(&pf, pw, batch, H, W, nth);
+  cnn_conv2d_set_expand_dw_band_bytes(band_bytes);
+  const int fst = cnn_conv2d_plan_fuse_dw(&pf, dwt);
+  cnn_conv2d_set_expand_dw_band_bytes(0);
+  CHECK(fst == CNN_OK && pf.dw == dwt, "expand_dw: fuse refused");
+  void* w1 = cnn_aligned_alloc(p1.workspace_bytes + 64);
+  void* w2 = cnn_aligned_alloc(p2.workspace_bytes + 64);
+  void* wf = cnn_aligned_alloc(pf.workspace_bytes + 64);
+  float *e = falloc(ne), *want = falloc(ny), *got = falloc(ny + 8), *S = falloc(ny);
+  for (size_t i = 0; i < ny + 8; i++) got[i] = -7777.0f;
+  cnn_conv2d_run(&p1, x, e, NULL, w1, pool);
+  cnn_conv2d_run(&p2, e, want, NULL, w2, pool);
+  cnn_conv2d_run(&pf, x, got, NULL, wf, pool);
+  /* S: |bias| + sum over the taps of |w e| (the sequential expanded values) */
+  for (size_t n = 0; n < batch; n++)
+    for (size_t c = 0; c < C; c++)
+      for (size_t oy = 0; oy < oh; oy++)
+        for (size_t ox = 0; ox < ow; ox++) {
+          double acc = 0;
+          for (size_t ky = 0; ky < k; ky++)
+            for (size_t kx = 0; kx < k; kx++) {
+              const ptrdiff_t iy = (ptrdiff_t)(oy * s + ky) - (ptrdiff_t)dd.pad_top;
+              const ptrdiff_t ix = (ptrdiff_t)(ox * s + kx) - (ptrdiff_t)dd.pad_left;
+              if (iy < 0 || ix < 0 || iy >= (ptrdiff_t)H || ix >= (ptrdiff_t)W) continue;
+              acc += fabs((double)wd[c * k * k + ky * k + kx]) * fabs((double)e[((n * C + c) * H + iy) * W + ix]);
+            }
+          S[((n * C + c) * oh + oy) * ow + ox] = (float)(acc + (bdu ? fabs((double)bdu[c]) : 0.0));
+        }
+  size_t wi = 0;
+  const double r = worst_gamma_ratio(got, want, S, ny, 2 * gamma_n(k * k + 2), &dd.act, &wi);
+  CHECK(r <= 1, "expand_dw isa %d thr %zu band %zu: n%zu cin %zu C %zu %zux%zu k%zu s%zu pad %zu,%zu,%zu,%zu act %d/%d: "
+        "ratio %g at %zu (got %g want %g)", isa, nth, band_bytes, batch, cin, C, H, W, k, s, (size_t)dd.pad_top,
+        (size_t)dd.pad_left, (size_t)dd.pad_bottom, (size_t)dd.pad_right, (int)dp.act.type, (int)dd.act.type, r, wi,
+        (double)got[wi], (double)want[wi]);
+  int guard = 1;
+  for (size_t i = ny; i < ny + 8; i++) guard &= got[i] == -7777.0f;
+  CHECK(guard, "expand_dw: wrote past the output");
+  cnn_aligned_free(w1);
+  cnn_aligned_free(w2);
+  cnn_aligned_free(wf);
+  free(x); free(wp); free(bp); free(wd); free(bd); free(e); free(want); free(got); free(S);
+  cnn_conv2d_weights_destroy(pw);
+  cnn_conv2d_weights_destroy(dwt);
+  return 1;
+}
+
+static void test_expand_dw(int ncases) {
+  cnn_threadpool* pool2 = cnn_threadpool_create(2);
+  int done = 0;
+  for (int isa = 0; isa < CNN_ISA_COUNT; isa++) {
+    if (!cnn_hw_isa_supported(isa)) continue;
+    for (int i = 0; i < ncases; i++) {
+      const size_t budget = i % 3 == 0 ? 0 : (i % 3 == 1 ? 64 : (size_t)rng_range(1, 64) << 10);
+      done += expand_dw_case(isa, i % 2 ? pool2 : NULL, budget);
+    }
+  }
+  cnn_threadpool_destroy(pool2);
+  printf("expand 1x1 + depthwise fused: %d cases\n", done);
+}
+
 int main(void) {
   rng_seed(2027);
 #if defined(__x86_64__) && !defined(CNNRT_NO_AVX2)
@@ -213,6 +338,7 @@ int main(void) {
 #else
   printf("dwconv: AVX2 kernels not built for this target\n");
 #endif
+  test_expand_dw(150);
   printf("test_dwconv: %d passed, %d failed\n", g_pass, g_fail);
   return g_fail ? 1 : 0;
 }
