@@ -944,34 +944,34 @@ static void expand_dw_task(void* vctx, size_t tid, size_t i, size_t j) {
 #endif
   const size_t g1 = cnn_min_sz(x->groups, (j + 1) * x->gpt);
   for (size_t gi = j * x->gpt; gi < g1; gi++) {
-  const size_t c0 = gi * p->dw_cg, c1 = cnn_min_sz(C, c0 + p->dw_cg);
-  /* expanded rows of channels [c0, c1): pw's GEMM (one K block) on the packed band, bias and activation fused */
-  cnn_gemm_epilogue e;
-  e.bias_row = pw->bias ? pw->bias + c0 : NULL;
-  e.bias_col = NULL;
-  e.residual = NULL;
-  e.res_ld = 0;
-  e.min = pw->act_min;
-  e.max = pw->act_max;
-  const int has_epi = e.bias_row || e.min != -INFINITY || e.max != INFINITY;
-  cnn_gemm_macro_kernel(cfg, c1 - c0, N, K, pw->packed + c0 * K, bpk, ebuf, N, 0, 1, has_epi ? &e : NULL, pw->act_fn,
-                        &pw->d.act);
-  const size_t khw = b->kernel_h * b->kernel_w;
-  size_t c = c0;
+    const size_t c0 = gi * p->dw_cg, c1 = cnn_min_sz(C, c0 + p->dw_cg);
+    /* expanded rows of channels [c0, c1): pw's GEMM (one K block) on the packed band, bias and activation fused */
+    cnn_gemm_epilogue e;
+    e.bias_row = pw->bias ? pw->bias + c0 : NULL;
+    e.bias_col = NULL;
+    e.residual = NULL;
+    e.res_ld = 0;
+    e.min = pw->act_min;
+    e.max = pw->act_max;
+    const int has_epi = e.bias_row || e.min != -INFINITY || e.max != INFINITY;
+    cnn_gemm_macro_kernel(cfg, c1 - c0, N, K, pw->packed + c0 * K, bpk, ebuf, N, 0, 1, has_epi ? &e : NULL, pw->act_fn,
+                          &pw->d.act);
+    const size_t khw = b->kernel_h * b->kernel_w;
+    size_t c = c0;
 #if defined(__x86_64__) && !defined(CNNRT_NO_AVX2)
-  if (c8) /* 8 channels in the lanes (the kernel the depthwise plan picks for narrow rows) */
-    for (; c + 8 <= c1; c += 8)
-      cnn_f32_dwconv_c8__avx2(&cp, ebuf + (c - c0) * N, dw->packed8 + c * khw, dw->bias ? dw->bias + c : NULL, NULL,
-                              x->out + (n * C + c) * OH * OW + oy0 * OW, c8buf, c8buf + xf);
+    if (c8) /* 8 channels in the lanes (the kernel the depthwise plan picks for narrow rows) */
+      for (; c + 8 <= c1; c += 8)
+        cnn_f32_dwconv_c8__avx2(&cp, ebuf + (c - c0) * N, dw->packed8 + c * khw, dw->bias ? dw->bias + c : NULL, NULL,
+                                x->out + (n * C + c) * OH * OW + oy0 * OW, c8buf, c8buf + xf);
 #endif
-  for (; c < c1; c++) {
-    float* o = x->out + (n * C + c) * OH * OW + oy0 * OW;
-    const float bias = dw->bias ? dw->bias[c] : 0.0f;
-    if (rows)
-      dw->dwrows(&prm, ebuf + (c - c0) * N, dw->packed + c * khw, bias, NULL, o, zrow);
-    else
-      dw->dw(&prm, ebuf + (c - c0) * N, dw->packed + c * khw, bias, NULL, o);
-  }
+    for (; c < c1; c++) {
+      float* o = x->out + (n * C + c) * OH * OW + oy0 * OW;
+      const float bias = dw->bias ? dw->bias[c] : 0.0f;
+      if (rows)
+        dw->dwrows(&prm, ebuf + (c - c0) * N, dw->packed + c * khw, bias, NULL, o, zrow);
+      else
+        dw->dw(&prm, ebuf + (c - c0) * N, dw->packed + c * khw, bias, NULL, o);
+    }
   }
 }
 
