@@ -5,8 +5,8 @@ thread) the CPU-time medians and their ratio B/A.
 
     PYTHONPATH=. python3 benchmarks/ab_env.py MODEL BATCH THREADS VAR A B [ROUNDS]
 
-e.g. `... resnet18-op17.onnx 1 1 CNNRT_WINOGRAD_LAZY 0 1 20`. The switch must be read when weights are created or
-planned (CNNRT_WINOGRAD_LAZY, CNNRT_WINOGRAD, CNNRT_DIRECT, CNNRT_DW_ROWS are).
+e.g. `... mobilenet_v2-op17.onnx 1 1 CNNRT_EXPAND_DW 0 1 20`. The switch must be read when weights are created or
+planned (CNNRT_EXPAND_DW, CNNRT_WINOGRAD, CNNRT_DIRECT, CNNRT_DW_ROWS are).
 """
 import os
 import sys

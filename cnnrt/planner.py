@@ -423,6 +423,14 @@ def _conv_pads(node, in_hw, k_hw, strides, dils):
     raise node_error(node, f"unknown auto_pad {auto!r}")
 
 
+def _conv_out_hw(h, wd, pads, ks, strides, dils):
+    """Output height and width of a 2-D convolution (pads: top, left, bottom, right); <= 0 when the kernel does not
+    fit the padded input."""
+    oh = (h + pads[0] + pads[2] - dils[0] * (ks[0] - 1) - 1) // strides[0] + 1
+    ow = (wd + pads[1] + pads[3] - dils[1] * (ks[1] - 1) - 1) // strides[1] + 1
+    return oh, ow
+
+
 def lower_conv(L: Lowering, node: Node):
     x = L.runtime_input(node, node.inputs[0])
     if node.inputs[1] not in L.consts:
@@ -457,8 +465,7 @@ def lower_conv(L: Lowering, node: Node):
         h, wd = xs[2], xs[3]
     act = _act_of_node(node)
     res = node.inputs[3] if len(node.inputs) > 3 and node.inputs[3] else None
-    oh = (h + pads[0] + pads[2] - dils[0] * (w.shape[2] - 1) - 1) // strides[0] + 1
-    ow = (wd + pads[1] + pads[3] - dils[1] * (w.shape[3] - 1) - 1) // strides[1] + 1
+    oh, ow = _conv_out_hw(h, wd, pads, w.shape[2:], strides, dils)
     if oh <= 0 or ow <= 0:
         raise node_error(node, f"the kernel does not fit the input {xs} (pads {pads})")
     out_shape = (xs[0], w.shape[0], ow) if one_d else (xs[0], w.shape[0], oh, ow)
@@ -582,8 +589,7 @@ def _fuse_depthwise(L: Lowering, node: Node, cw, out: str, out_shape, xs, h, wd,
         return False
     pads = _conv_pads(r, [h, wd], ks, strides, dils)
     bdw = L.consts.get(r.inputs[2]) if len(r.inputs) > 2 and r.inputs[2] else None
-    oh = (h + pads[0] + pads[2] - (ks[0] - 1) - 1) // strides[0] + 1
-    ow = (wd + pads[1] + pads[3] - (ks[1] - 1) - 1) // strides[1] + 1
+    oh, ow = _conv_out_hw(h, wd, pads, ks, strides, dils)
     if oh <= 0 or ow <= 0:
         return False
     dcw = L.prep.conv_weights(r, wdw, bdw, strides, pads, dils, C, _act_of_node(r), "auto")

@@ -15,6 +15,8 @@
 #include "cnnrt/hardware.h"
 #include "cnnrt/threadpool.h"
 
+#include "bench_util.h"
+
 #define PEAK_PER_CORE 100.0
 
 static double g_seconds = 0.3;
@@ -22,26 +24,6 @@ static size_t g_max_threads = 2;
 static const char* g_filter = NULL;
 
 static int selected(const char* name) { return !g_filter || strstr(name, g_filter) != NULL; }
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static float* frand(size_t n) {
-  float* p = (float*)cnn_aligned_alloc(n * sizeof(float));
-  if (!p) {
-    fprintf(stderr, "out of memory\n");
-    exit(2);
-  }
-  uint32_t s = 12345;
-  for (size_t i = 0; i < n; i++) {
-    s = s * 1664525u + 1013904223u;
-    p[i] = (float)((double)(s >> 8) / 16777216.0 - 0.5);
-  }
-  return p;
-}
 
 typedef void (*bench_fn)(void* ctx);
 

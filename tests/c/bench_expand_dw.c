@@ -16,22 +16,7 @@
 #include "cnnrt/common.h"
 #include "cnnrt/conv.h"
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static float* frand(size_t n) {
-  float* p = (float*)cnn_aligned_alloc((n ? n : 1) * sizeof(float));
-  if (!p) exit(2);
-  uint32_t s = 12345;
-  for (size_t i = 0; i < n; i++) {
-    s = s * 1664525u + 1013904223u;
-    p[i] = (float)((double)(s >> 8) / 16777216.0 - 0.5);
-  }
-  return p;
-}
+#include "bench_util.h"
 
 static volatile float g_sink;
 static void flush(const float* buf, size_t n) {
