@@ -41,7 +41,9 @@ typedef struct cnn_act {
   float a, b;
 } cnn_act;
 
-/* Aligned allocation (CNN_ALIGN). Returns NULL on failure or when bytes == 0 would overflow. */
+/* Aligned allocation (CNN_ALIGN). Returns NULL on failure or when bytes == 0 would overflow. Blocks of >= 2 MiB are
+ * 2 MiB-aligned mappings advised for transparent huge pages on Linux (CNNRT_HUGEPAGES=0: heap, CNN_ALIGN only).
+ * Only cnn_aligned_free may release a block (NULL is allowed). */
 void* cnn_aligned_alloc(size_t bytes);
 void cnn_aligned_free(void* p);
 

@@ -616,9 +616,9 @@ static void test_pool2d_2x2(void) {
           CHECK_BITS(got, want, nc * oh * ow, "max 2x2 s2 %s in %zux%zu ceil %d", cnn_isa_name(g_cfgs[c]->isa), h, w,
                      ceil_mode);
       }
-      cnn_aligned_free(x);
-      cnn_aligned_free(want);
-      cnn_aligned_free(got);
+      free(x);
+      free(want);
+      free(got);
     }
   CHECK(fails == 0, "max 2x2 s2: %d of %d configurations failed", fails, cases);
 }
@@ -665,10 +665,10 @@ static void test_pool2d_3x3s2(void) {
           CHECK_BITS(got, ref, nc * oh * ow, "max 3x3 s2 %s in %zux%zu pads t%zu l%zu b%zu r%zu ceil %d",
                      cnn_isa_name(g_cfgs[c]->isa), h, w, d.pad_top, d.pad_left, d.pad_bottom, d.pad_right, ceil_mode);
       }
-      cnn_aligned_free(x);
-      cnn_aligned_free(want);
-      cnn_aligned_free(ref);
-      cnn_aligned_free(got);
+      free(x);
+      free(want);
+      free(ref);
+      free(got);
     }
   CHECK(fails == 0, "max 3x3 s2: %d of %d configurations failed", fails, cases);
   CHECK(cases > 300, "max 3x3 s2: only %d configurations ran", cases);

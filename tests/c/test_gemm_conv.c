@@ -1151,8 +1151,36 @@ static void test_conv_checks(void) {
   cnn_conv2d_weights_destroy(cw);
 }
 
+/* cnn_aligned_alloc: alignment of every size class (heap below 2 MiB; a 2 MiB-aligned mapping from 2 MiB unless
+ * CNNRT_HUGEPAGES=0 or a sanitizer build), every byte writable (SANITIZE=1 checks the heap blocks' bounds), free. */
+static void test_alloc(void) {
+  static const size_t sizes[] = {0, 1, 63, 64, 65, 4096, 100000, (2u << 20) - 1, 2u << 20, (2u << 20) + 1, 5u << 20};
+  for (int mode = 0; mode < 2; mode++) {
+    if (mode) setenv("CNNRT_HUGEPAGES", "0", 1);
+    void* keep[sizeof(sizes) / sizeof(sizes[0])];
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+      unsigned char* p = (unsigned char*)cnn_aligned_alloc(sizes[i]);
+      keep[i] = p;
+      CHECK(p != NULL, "alloc %zu returned NULL", sizes[i]);
+      if (!p) continue;
+      CHECK(((uintptr_t)p & (CNN_ALIGN - 1)) == 0, "alloc %zu not %d-aligned: %p", sizes[i], CNN_ALIGN, (void*)p);
+#if defined(__linux__) && !defined(__SANITIZE_ADDRESS__)
+      if (!mode && sizes[i] >= (2u << 20))
+        CHECK(((uintptr_t)p & ((2u << 20) - 1)) == 0, "alloc %zu not 2 MiB-aligned: %p", sizes[i], (void*)p);
+#endif
+      memset(p, 0xA5, sizes[i]);
+      CHECK(sizes[i] == 0 || (p[0] == 0xA5 && p[sizes[i] - 1] == 0xA5), "alloc %zu not writable", sizes[i]);
+    }
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) cnn_aligned_free(keep[i]);
+  }
+  unsetenv("CNNRT_HUGEPAGES");
+  cnn_aligned_free(NULL);
+  CHECK(cnn_aligned_alloc((size_t)1 << 60) == NULL, "a 2^60-byte allocation must fail");
+}
+
 int main(void) {
   setvbuf(stdout, NULL, _IOLBF, 0);
+  test_alloc();
   rng_seed(20240601);
   cnn_threadpool* pool1 = cnn_threadpool_create(1);
   cnn_threadpool* pool2 = cnn_threadpool_create(2);
