@@ -36,4 +36,13 @@ unit = 1e-6 if a.max() > 1e3 else 1.0
 for n, x1, x2 in zip(names, a, b):
     if x1 * unit > 0.02 * a.sum() * unit / 10:
         print(f"{n} 1t {x1*unit:8.3f}  2t {x2*unit:8.3f}  x{x1/max(x2,1e-9):.2f}")
+small = a * unit <= 0.02 * a.sum() * unit / 10
+print("%d smaller nodes: 1t %.3f 2t %.3f  x%.2f" % (small.sum(), a[small].sum() * unit, b[small].sum() * unit,
+                                                   a[small].sum() / max(b[small].sum(), 1e-9)))
+by_algo = {}
+for n, x1, x2 in zip(info.nodes, a, b):
+    v = by_algo.setdefault(n.algo or n.op, [0, 0.0, 0.0])
+    v[0] += 1; v[1] += x1 * unit; v[2] += x2 * unit
+print("by kind: " + "; ".join(f"{k} ({v[0]}): 1t {v[1]:.3f} 2t {v[2]:.3f} x{v[1]/max(v[2],1e-9):.2f}"
+                              for k, v in sorted(by_algo.items(), key=lambda kv: -kv[1][1])))
 print("nodes sum: 1t %.3f 2t %.3f  x%.2f ; wall 1t %.3f 2t %.3f x%.2f" % (a.sum()*unit, b.sum()*unit, a.sum()/b.sum(), np.median(W[1])*1e3, np.median(W[2])*1e3, np.median(W[1])/np.median(W[2])))
