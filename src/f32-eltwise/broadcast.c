@@ -6,6 +6,14 @@
 #define BIN_TASK_MIN 16384     /* smallest slice given to one task */
 #define BIN_GATHER 256         /* stack buffer for innermost strides other than 0/1 */
 
+/* per-row fast path (cnn_binary_nd): rows are handled ROW_CONST at a time against these constant vectors */
+#define ROW_CONST 1024
+#define REP8(v) v, v, v, v, v, v, v, v
+#define REP64(v) REP8(v), REP8(v), REP8(v), REP8(v), REP8(v), REP8(v), REP8(v), REP8(v)
+#define REP512(v) REP64(v), REP64(v), REP64(v), REP64(v), REP64(v), REP64(v), REP64(v), REP64(v)
+static const float g_negzeros[ROW_CONST] = {REP512(-0.0f), REP512(-0.0f)}; /* x*s + (-0) == x*s, -0 included */
+static const float g_ones[ROW_CONST] = {REP512(1.0f), REP512(1.0f)};
+
 typedef struct {
   const cnn_eltwise_config* cfg;
   int op;
@@ -119,6 +127,30 @@ void cnn_binary_nd(const cnn_eltwise_config* cfg, int op, size_t ndim, const siz
     nd = 1;
   }
   c.nd = nd;
+  /* One operand is a scalar per row of the other (a per-channel scale or bias, e.g. squeeze-and-excitation's
+   * x * s[n, c]): MUL and ADD go through the per-channel affine kernel, one call over all rows, instead of one
+   * binary call per row (EfficientNet-B0's 7x7 stage: 1152 rows of 49 floats took 27 us, 0.5 ns per element).
+   * x * s + (-0) and x * 1 + s give the bits of x * s and x + s (the affine kernel multiplies, then adds). */
+  if ((op == CNN_BIN_MUL || op == CNN_BIN_ADD) && nd == 2) {
+    const size_t rows = c.shape[0], inner = c.shape[1];
+    const float *x = NULL, *v = NULL;
+    if (c.as[1] == 1 && c.as[0] == (ptrdiff_t)inner && c.bs[1] == 0 && c.bs[0] == 1) {
+      x = a;
+      v = b;
+    } else if (c.bs[1] == 1 && c.bs[0] == (ptrdiff_t)inner && c.as[1] == 0 && c.as[0] == 1) {
+      x = b;
+      v = a;
+    }
+    if (x) {
+      for (size_t r0 = 0; r0 < rows; r0 += ROW_CONST) {
+        const size_t nr = cnn_min_sz(ROW_CONST, rows - r0);
+        const float* scale = op == CNN_BIN_MUL ? v + r0 : g_ones;
+        const float* shift = op == CNN_BIN_MUL ? g_negzeros : v + r0;
+        cnn_channel_affine_run(cfg, 1, nr, inner, scale, shift, c.act, x + r0 * inner, y + r0 * inner, pool);
+      }
+      return;
+    }
+  }
   size_t total = 1;
   for (size_t d = 0; d < nd; d++) total *= c.shape[d];
   c.total = total;

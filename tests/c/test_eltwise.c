@@ -544,6 +544,75 @@ static void test_binary_nd(cnn_threadpool* pool) {
   CHECK(fails == 0, "binary_nd: %d of %d cases failed", fails, cases);
 }
 
+/* One operand a scalar per row of the other ([rows, inner] after collapsing: a per-channel scale or bias, batch
+ * folded into the rows), MUL and ADD: cnn_binary_nd's per-row path (rows in blocks of 1024), both operand orders,
+ * 4-d shapes, in place, with activations, zeros of both signs in x and s. Bit-exact against the scalar op (a
+ * sigmoid act on a SIMD table: rtol 1e-6). */
+static void test_binary_rows(cnn_threadpool* pool) {
+  static const size_t shapes[][4] = {{1, 1, 1, 1}, {1, 5, 1, 7}, {2, 3, 7, 7}, {1, 1023, 1, 1}, {1, 1024, 7, 7},
+                                     {3, 700, 1, 49}, {1, 32, 56, 56}, {2, 1025, 2, 3}};
+  const cnn_act acts[3] = {{CNN_ACT_NONE, 0, 0}, {CNN_ACT_RELU, 0, 0}, {CNN_ACT_SIGMOID, 0, 0}};
+  int fails = 0, cases = 0;
+  for (size_t si = 0; si < sizeof(shapes) / sizeof(shapes[0]); si++) {
+    const size_t* sh = shapes[si];
+    const size_t rows = sh[0] * sh[1], inner = sh[2] * sh[3], total = rows * inner;
+    ptrdiff_t xs[4] = {(ptrdiff_t)(sh[1] * inner), (ptrdiff_t)inner, (ptrdiff_t)sh[3], 1};
+    ptrdiff_t vs[4] = {(ptrdiff_t)sh[1], 1, 0, 0};
+    if (sh[0] == 1) vs[0] = 0;
+    float* x = falloc(total);
+    float* v = falloc(rows);
+    fill_scaled(x, total, 4.0f);
+    fill_scaled(v, rows, 2.0f);
+    x[0] = -0.0f;
+    if (total > 1) x[1] = 0.0f;
+    v[0] = rows > 1 ? 0.0f : -1.0f;
+    if (rows > 1) v[1] = -0.0f;
+    float* want = falloc(total);
+    float* got = falloc(total);
+    for (int op = CNN_BIN_ADD; op <= CNN_BIN_MUL; op++) {
+      if (op != CNN_BIN_ADD && op != CNN_BIN_MUL) continue;
+      for (int order = 0; order < 2; order++)
+        for (int ai = 0; ai < 3; ai++) {
+          const cnn_act* act = ai ? &acts[ai] : NULL;
+          for (size_t r = 0; r < rows; r++)
+            for (size_t i = 0; i < inner; i++) {
+              float o;
+              if (order)
+                cnn_f32_binary__scalar(op, v + r, 0, x + r * inner + i, 0, &o, 1);
+              else
+                cnn_f32_binary__scalar(op, x + r * inner + i, 0, v + r, 0, &o, 1);
+              if (act) cnn_f32_act__scalar(act, &o, &o, 1);
+              want[r * inner + i] = o;
+            }
+          for (size_t c = 0; c < g_ncfg; c++)
+            for (int mode = 0; mode < 3; mode++) { /* no pool, pool, pool + in place */
+              float* y = got;
+              if (mode == 2) memcpy(y, x, total * sizeof(float));
+              else memset(y, 0x7f, total * sizeof(float));
+              const float* xin = mode == 2 ? y : x;
+              if (order)
+                cnn_binary_nd(g_cfgs[c], op, 4, sh, v, vs, xin, xs, y, act, mode ? pool : NULL);
+              else
+                cnn_binary_nd(g_cfgs[c], op, 4, sh, xin, xs, v, vs, y, act, mode ? pool : NULL);
+              cases++;
+              const int approx = c > 0 && ai == 2;
+              const size_t bad =
+                  approx ? first_diff_tol(y, want, total, FLT_MIN, 1e-6) : first_diff_bits(y, want, total);
+              if (bad != total && !fails++)
+                CHECK(0, "binary rows %s %s shape %zux%zux%zux%zu order %d act %d mode %d: at %zu got %g want %g",
+                      bin_name(op), cnn_isa_name(g_cfgs[c]->isa), sh[0], sh[1], sh[2], sh[3], order, ai, mode, bad,
+                      y[bad], want[bad]);
+            }
+        }
+    }
+    free(x);
+    free(v);
+    free(want);
+    free(got);
+  }
+  CHECK(fails == 0, "binary rows: %d of %d cases failed", fails, cases);
+}
+
 /* ------------------------------------------------------------------------------------------------------------- */
 /* pooling                                                                                                        */
 
@@ -1168,6 +1237,7 @@ int main(int argc, char** argv) {
   test_act_sweep();
   test_binary();
   test_binary_nd(pool);
+  test_binary_rows(pool);
   test_pool2d();
   test_pool2d_2x2();
   test_pool2d_3x3s2();
