@@ -35,6 +35,15 @@ typedef struct {
   uint32_t kind;
 } hdr_t;
 
+/* The block at p (HDR bytes after its header) came from `base` (len bytes) by `kind`. */
+static void* put_hdr(char* p, void* base, size_t len, uint32_t kind) {
+  hdr_t* h = (hdr_t*)(p - HDR);
+  h->base = base;
+  h->len = len;
+  h->kind = kind;
+  return p;
+}
+
 static int want_huge(void) {
   const char* e = getenv("CNNRT_HUGEPAGES");
   return !(e && e[0] == '0' && e[1] == 0);
@@ -44,30 +53,20 @@ void* cnn_aligned_alloc(size_t bytes) {
   if (bytes == 0) bytes = CNN_ALIGN;
   if (bytes > (size_t)1 << 48) return NULL;
   bytes = cnn_round_up(bytes, CNN_ALIGN);
-  char* p = NULL;
 #if defined(__linux__) && defined(MADV_HUGEPAGE) && !defined(CNN_NO_HUGE)
   if (bytes >= HUGE_BYTES && want_huge()) {
     const size_t len = bytes + HUGE_BYTES + HDR;
     void* base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (base != MAP_FAILED) {
-      p = (char*)cnn_round_up((uintptr_t)base + HDR, HUGE_BYTES);
+      char* p = (char*)cnn_round_up((uintptr_t)base + HDR, HUGE_BYTES);
       (void)madvise(p, bytes / HUGE_BYTES * HUGE_BYTES, MADV_HUGEPAGE); /* advice only: failure is harmless */
-      hdr_t* h = (hdr_t*)(p - HDR);
-      h->base = base;
-      h->len = len;
-      h->kind = KIND_MAP;
-      return p;
+      return put_hdr(p, base, len, KIND_MAP);
     }
   }
 #endif
   void* base = NULL;
   if (posix_memalign(&base, CNN_ALIGN, bytes + HDR) != 0) return NULL;
-  p = (char*)base + HDR;
-  hdr_t* h = (hdr_t*)(p - HDR);
-  h->base = base;
-  h->len = bytes + HDR;
-  h->kind = KIND_HEAP;
-  return p;
+  return put_hdr((char*)base + HDR, base, bytes + HDR, KIND_HEAP);
 }
 
 void cnn_aligned_free(void* ptr) {

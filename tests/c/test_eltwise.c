@@ -569,8 +569,9 @@ static void test_binary_rows(cnn_threadpool* pool) {
     if (rows > 1) v[1] = -0.0f;
     float* want = falloc(total);
     float* got = falloc(total);
-    for (int op = CNN_BIN_ADD; op <= CNN_BIN_MUL; op++) {
-      if (op != CNN_BIN_ADD && op != CNN_BIN_MUL) continue;
+    static const int ops[2] = {CNN_BIN_ADD, CNN_BIN_MUL};
+    for (int oi = 0; oi < 2; oi++) {
+      const int op = ops[oi];
       for (int order = 0; order < 2; order++)
         for (int ai = 0; ai < 3; ai++) {
           const cnn_act* act = ai ? &acts[ai] : NULL;
