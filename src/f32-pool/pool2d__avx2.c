@@ -7,6 +7,7 @@
  * to cnn_f32_pool2d__scalar. */
 #include <immintrin.h>
 #include <math.h>
+#include <string.h>
 
 #include "cnnrt/eltwise.h"
 #include "pool-common.h"
@@ -162,15 +163,30 @@ static inline __m256 hmax3s2(const float* r, __m256 ninf) {
   return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(m), 0xD8));
 }
 
+/* hmax3s2 for the input buffer's last row, where the column after the row (read by the second pair of loads, never
+ * used: see hmax3s2) may lie past the end of the buffer: avail = floats readable from r (>= 17) */
+static inline __m256 hmax3s2_end(const float* r, size_t avail, __m256 ninf) {
+  if (avail >= 18) return hmax3s2(r, ninf);
+  float t[18];
+  memcpy(t, r, 17 * sizeof(float));
+  t[17] = 0.0f;
+  return hmax3s2(t, ninf);
+}
+
 static void max3x3s2(const cnn_pool2d_desc* d, size_t nc, size_t h, size_t w, size_t oh, size_t ow, const float* x,
                      float* y) {
   const size_t pl = d->pad_left, pt = d->pad_top;
-  /* outputs [ox_first, vec_end): window columns 2*ox - pl + {0, 1, 2} and the extra column the second pair of loads
-   * reads (2*ox - pl + 17 for the 8th output) lie inside [0, w) */
+  /* outputs [ox_first, vec_end): window columns 2*ox - pl + {0, 1, 2} lie inside [0, w). The second pair of loads of
+   * a block also reads the column after its last window (2*ox - pl + 3 for the 8th output), which is unused and
+   * inside the buffer (the next row's first) except on the buffer's last row (hmax3s2_end). Before, vec_end also
+   * kept that column inside the row, which sent the last output of every row through pool_one whenever the last
+   * window ends at the row's end (SqueezeNet's 111 -> 55, 55 -> 27 and 27 -> 13: 1 output in 55, 27 and 13, and
+   * 22-50% of the pool's time). */
   const size_t ox_first = cnn_div_up(pl, 2);
   size_t vec_end = 0;
-  if (w + pl >= 4) vec_end = cnn_min_sz(ow, (w - 1 + pl - 3) / 2 + 1);
+  if (w + pl >= 3) vec_end = cnn_min_sz(ow, (w + pl - 3) / 2 + 1);
   if (vec_end < ox_first + 8) vec_end = ox_first; /* too narrow for 8 outputs: all one at a time */
+  const float* x_end = x + nc * h * w;
   const __m256 ninf = _mm256_set1_ps(-INFINITY);
   float ring[3][CNN_MAXPOOL_CHUNK + 8] __attribute__((aligned(32))); /* + a partial last block's 8 */
   for (size_t p = 0; p < nc; p++) {
@@ -200,10 +216,18 @@ static void max3x3s2(const cnn_pool2d_desc* d, size_t nc, size_t h, size_t w, si
           const float* xr = xp + (size_t)r * w + 2 * c0 - pl;
           float* ring_r = ring[r % 3];
           size_t j = 0;
-          for (; j + 8 <= cn; j += 8) _mm256_store_ps(ring_r + j, hmax3s2(xr + 2 * j, ninf));
-          /* a partial last block is computed over the last 8 outputs and kept in the slot's tail: stored over the
-           * previous block, it would make the next loads of that block straddle two stores (no forwarding) */
-          if (j < cn) _mm256_store_ps(ring_r + CNN_MAXPOOL_CHUNK, hmax3s2(xr + 2 * (cn - 8), ninf));
+          if (xr + 2 * cn + 2 > x_end) { /* the buffer's last row: its last block may read one float past the end */
+            for (; j + 8 <= cn; j += 8)
+              _mm256_store_ps(ring_r + j, hmax3s2_end(xr + 2 * j, (size_t)(x_end - (xr + 2 * j)), ninf));
+            if (j < cn)
+              _mm256_store_ps(ring_r + CNN_MAXPOOL_CHUNK,
+                              hmax3s2_end(xr + 2 * (cn - 8), (size_t)(x_end - (xr + 2 * (cn - 8))), ninf));
+          } else {
+            for (; j + 8 <= cn; j += 8) _mm256_store_ps(ring_r + j, hmax3s2(xr + 2 * j, ninf));
+            /* a partial last block is computed over the last 8 outputs and kept in the slot's tail: stored over the
+             * previous block, it would make the next loads of that block straddle two stores (no forwarding) */
+            if (j < cn) _mm256_store_ps(ring_r + CNN_MAXPOOL_CHUNK, hmax3s2(xr + 2 * (cn - 8), ninf));
+          }
         }
         if (r1 - 1 > have) have = r1 - 1;
         yr += c0;
