@@ -47,6 +47,9 @@ typedef struct cnn_gemm_config {
   /* M == 1 kernel (GEMV step) on the same nr-column B panels, a = one contiguous row of kc floats; NULL: use
    * ukernel. */
   cnn_gemm_ukernel_fn gemv;
+  /* M == 1 kernel over two consecutive nr-column panels (columns [0, 2*nr), the second panel at b + nr*kc, read
+   * only when n > nr), each column with gemv's bits; NULL: gemv per panel. */
+  cnn_gemm_ukernel_fn gemv2;
   /* the ukernel on an unpacked B (1x1 convolutions read the input in place), or NULL */
   cnn_gemm_ukernel_ldb_fn ukernel_ldb;
 } cnn_gemm_config;
@@ -70,6 +73,13 @@ void cnn_f32_gemm_ukernel_1x16__scalar(size_t m, size_t n, size_t kc, const floa
                                        size_t ldc, int accumulate, const cnn_gemm_epilogue* epi);
 #if defined(__x86_64__)
 void cnn_f32_gemm_ukernel_1x16__avx2(size_t m, size_t n, size_t kc, const float* a, const float* b, float* c,
+                                     size_t ldc, int accumulate, const cnn_gemm_epilogue* epi);
+#endif
+/* 1x32 (GEMV over two consecutive 16-column panels, the second at b + 16*kc; n <= 32) micro-kernels. */
+void cnn_f32_gemm_ukernel_1x32__scalar(size_t m, size_t n, size_t kc, const float* a, const float* b, float* c,
+                                       size_t ldc, int accumulate, const cnn_gemm_epilogue* epi);
+#if defined(__x86_64__)
+void cnn_f32_gemm_ukernel_1x32__avx2(size_t m, size_t n, size_t kc, const float* a, const float* b, float* c,
                                      size_t ldc, int accumulate, const cnn_gemm_epilogue* epi);
 #endif
 

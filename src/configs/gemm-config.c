@@ -14,6 +14,7 @@ static const cnn_gemm_config g_scalar = {
     .isa = CNN_ISA_SCALAR, .mr = 6, .nr = 16, .kc = 256, .mc = 96, .nc = 2048,
     .ukernel = cnn_f32_gemm_ukernel_6x16__scalar,
     .gemv = cnn_f32_gemm_ukernel_1x16__scalar,
+    .gemv2 = cnn_f32_gemm_ukernel_1x32__scalar,
     .ukernel_ldb = cnn_f32_gemm_ukernel_6x16_ldb__scalar,
 };
 
@@ -32,6 +33,7 @@ static const cnn_gemm_config g_avx2 = {
     .isa = CNN_ISA_AVX2, .mr = 6, .nr = 16, .kc = CNN_AVX2_KC, .mc = CNN_AVX2_MC, .nc = CNN_AVX2_NC,
     .ukernel = cnn_f32_gemm_ukernel_6x16__avx2,
     .gemv = cnn_f32_gemm_ukernel_1x16__avx2,
+    .gemv2 = cnn_f32_gemm_ukernel_1x32__avx2,
     .ukernel_ldb = cnn_f32_gemm_ukernel_6x16_ldb__avx2,
 };
 #endif

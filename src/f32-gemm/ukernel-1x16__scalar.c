@@ -25,3 +25,20 @@ void cnn_f32_gemm_ukernel_1x16__scalar(size_t m, size_t n, size_t kc, const floa
     c[j] = v;
   }
 }
+
+/* Reference for the 1x32 GEMV kernels (cnn_gemm_config.gemv2): two consecutive kc x 16 panels (the second at
+ * b + 16*kc, read only when n > 16), columns [0, n), n <= 32: the 1x16 reference on each panel. */
+void cnn_f32_gemm_ukernel_1x32__scalar(size_t m, size_t n, size_t kc, const float* a, const float* b, float* c,
+                                       size_t ldc, int accumulate, const cnn_gemm_epilogue* epi) {
+  if (m == 0) return;
+  if (n > 32) n = 32;
+  cnn_f32_gemm_ukernel_1x16__scalar(m, n < 16 ? n : 16, kc, a, b, c, ldc, accumulate, epi);
+  if (n <= 16) return;
+  cnn_gemm_epilogue e;
+  if (epi) {
+    e = *epi;
+    if (e.bias_col) e.bias_col += 16;
+    if (e.residual) e.residual += 16;
+  }
+  cnn_f32_gemm_ukernel_1x16__scalar(m, n - 16, kc, a, b + 16 * kc, c + 16, ldc, accumulate, epi ? &e : NULL);
+}

@@ -437,7 +437,8 @@ static void fc_task(void* vctx, size_t tid, size_t i, size_t j) {
 }
 
 /* M == 1 with a contiguous X row: the GEMV kernel straight on the packed W panels (no X packing); task i covers
- * panels [i*ppt, (i+1)*ppt). */
+ * panels [i*ppt, (i+1)*ppt), two at a time where the ISA has a two-panel kernel (two weight streams in flight:
+ * cnn_f32_gemm_ukernel_1x32__avx2). */
 static void fc_gemv_task(void* vctx, size_t tid, size_t i) {
   (void)tid;
   const fc_ctx* x = (const fc_ctx*)vctx;
@@ -445,16 +446,17 @@ static void fc_gemv_task(void* vctx, size_t tid, size_t i) {
   const cnn_gemm_config* cfg = w->cfg;
   const size_t N = w->N, K = w->K, nr = cfg->nr;
   const size_t n0 = i * x->t.nt, n1 = cnn_min_sz(N, n0 + x->t.nt);
+  const size_t step = cfg->gemv2 ? 2 * nr : nr;
   for (size_t pc = 0; pc < K; pc += w->kcb) {
     const size_t kc = cnn_min_sz(w->kcb, K - pc);
     const int last = pc + kc >= K;
-    for (size_t j = n0; j < n1; j += nr) {
-      const size_t nn = cnn_min_sz(nr, n1 - j);
+    for (size_t j = n0; j < n1; j += step) {
+      const size_t nn = cnn_min_sz(step, n1 - j);
       cnn_gemm_epilogue e = x->epi;
       if (e.bias_col) e.bias_col += j;
       if (e.residual) e.residual += j;
-      cfg->gemv(1, nn, kc, x->x + pc, w->w + pc * w->npad + j * kc, x->y + j, N, pc > 0 || x->res_in_c,
-                last && x->has_epi ? &e : NULL);
+      (nn > nr ? cfg->gemv2 : cfg->gemv)(1, nn, kc, x->x + pc, w->w + pc * w->npad + j * kc, x->y + j, N,
+                                         pc > 0 || x->res_in_c, last && x->has_epi ? &e : NULL);
       if (last && x->act_fn) x->act_fn(x->act, x->y + j, x->y + j, nn);
     }
   }

@@ -128,6 +128,63 @@ static void test_gemv_ukernels(void) {
   }
 }
 
+/* Two-panel GEMV kernels (cnn_gemm_config.gemv2): n 1..32 (one panel only for n <= 16), kc odd/even/1, accumulate,
+ * each epilogue term; every column bit-equal to the ISA's 1x16 kernel on its panel (the 1x32 kernel forms the same
+ * sums in the same order), and within the 1x16 test's bound of the scalar 1x32 reference; columns >= n and the
+ * second panel's columns beyond n untouched. */
+static void test_gemv2_ukernels(void) {
+  int isas[4];
+  const int nisa = isa_list(isas);
+  const size_t kcs[] = {1, 2, 3, 8, 255, 300};
+  int ran = 0;
+  for (int ii = 0; ii < nisa; ii++) {
+    const cnn_gemm_config* cfg = cnn_gemm_config_get(isas[ii]);
+    if (!cfg || !cfg->gemv2 || !cfg->gemv || cfg->nr != 16) continue;
+    for (size_t ki = 0; ki < sizeof(kcs) / sizeof(kcs[0]); ki++)
+      for (size_t n = 1; n <= 32; n += (n < 3 || (n >= 15 && n <= 18) ? 1 : 5)) {
+        const size_t kc = kcs[ki];
+        float* a = frand(kc);
+        float* b = frand(kc * 32);
+        float* bc = frand(32);
+        float* br = frand(1);
+        float* res = frand(32);
+        float* c0 = frand(33);
+        float* c1 = falloc(33);
+        float* c2 = falloc(33);
+        memcpy(c1, c0, 33 * sizeof(float));
+        memcpy(c2, c0, 33 * sizeof(float));
+        const int acc = (int)rng_range(0, 1);
+        cnn_gemm_epilogue e = {rng_range(0, 1) ? br : NULL, rng_range(0, 1) ? bc : NULL, rng_range(0, 1) ? res : NULL,
+                               32, rng_range(0, 1) ? -0.5f : -INFINITY, rng_range(0, 1) ? 0.7f : INFINITY};
+        const int with_epi = (int)rng_range(0, 2) != 0;
+        cnn_f32_gemm_ukernel_1x32__scalar(1, n, kc, a, b, c0, 32, acc, with_epi ? &e : NULL);
+        cfg->gemv2(1, n, kc, a, b, c1, 32, acc, with_epi ? &e : NULL);
+        /* the ISA's 1x16 kernel on each panel */
+        cfg->gemv(1, n < 16 ? n : 16, kc, a, b, c2, 32, acc, with_epi ? &e : NULL);
+        if (n > 16) {
+          cnn_gemm_epilogue e2 = e;
+          if (e2.bias_col) e2.bias_col += 16;
+          if (e2.residual) e2.residual += 16;
+          cfg->gemv(1, n - 16, kc, a, b + 16 * kc, c2 + 16, 32, acc, with_epi ? &e2 : NULL);
+        }
+        double worst = 0;
+        for (size_t j = 0; j < 33; j++) {
+          const double d = fabs((double)c0[j] - (double)c1[j]);
+          if (j >= n) CHECK(c0[j] == c1[j], "gemv2 %s wrote column %zu >= n=%zu", cnn_isa_name(isas[ii]), j, n);
+          if (d > worst) worst = d;
+        }
+        CHECK(worst <= 1e-4 * (double)(kc + 4), "gemv2 %s kc=%zu n=%zu: diff %g vs the reference",
+              cnn_isa_name(isas[ii]), kc, n, worst);
+        CHECK(memcmp(c1, c2, 33 * sizeof(float)) == 0, "gemv2 %s kc=%zu n=%zu: not the 1x16 kernel's bits",
+              cnn_isa_name(isas[ii]), kc, n);
+        ran++;
+        float* fr[] = {a, b, bc, br, res, c0, c1, c2};
+        for (size_t i = 0; i < sizeof(fr) / sizeof(fr[0]); i++) cnn_aligned_free(fr[i]);
+      }
+  }
+  CHECK(ran > 0, "gemv2: no ISA has a two-panel kernel");
+}
+
 static void test_ukernels(void) {
 #if defined(__x86_64__)
   if (!cnn_hw_isa_supported(CNN_ISA_AVX2)) {
@@ -1186,6 +1243,7 @@ int main(void) {
   cnn_threadpool* pool2 = cnn_threadpool_create(2);
   test_ukernels();
   test_gemv_ukernels();
+  test_gemv2_ukernels();
   test_ukernel_ldb();
 #if defined(__aarch64__)
   test_ukernel_neon();
