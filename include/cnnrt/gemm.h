@@ -94,6 +94,8 @@ void cnn_f32_gemm_ukernel_6x16__neon(size_t m, size_t n, size_t kc, const float*
                                      size_t ldc, int accumulate, const cnn_gemm_epilogue* epi);
 void cnn_f32_gemm_ukernel_1x16__neon(size_t m, size_t n, size_t kc, const float* a, const float* b, float* c,
                                      size_t ldc, int accumulate, const cnn_gemm_epilogue* epi);
+void cnn_f32_gemm_ukernel_1x32__neon(size_t m, size_t n, size_t kc, const float* a, const float* b, float* c,
+                                     size_t ldc, int accumulate, const cnn_gemm_epilogue* epi);
 #endif
 
 /* Packing. pack_a: rows [0,m) x cols [0,kc) of A (strides rs, cs) into ceil(m/mr) panels of kc x mr, zero-padded.

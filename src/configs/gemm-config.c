@@ -48,6 +48,7 @@ static const cnn_gemm_config g_neon = {
     .isa = CNN_ISA_NEON, .mr = 6, .nr = 16, .kc = 256, .mc = 96, .nc = 1024,
     .ukernel = cnn_f32_gemm_ukernel_6x16__neon,
     .gemv = cnn_f32_gemm_ukernel_1x16__neon,
+    .gemv2 = cnn_f32_gemm_ukernel_1x32__neon,
 };
 #endif
 
