@@ -9,7 +9,9 @@ Method (see benchmarks/README.md):
     cnnrt: Session(num_threads=threads).
   * both are warmed up, then timed in ALTERNATING blocks (each block ~--block-s seconds of back-to-back runs of
     one runtime; the order within a round alternates A,B / B,A), with a --pause-s sleep before every block:
-    onnxruntime's pool threads spin for a while after a run and would steal cores from whatever runs next.
+    onnxruntime's pool threads spin for a while after a run and would steal cores from whatever runs next (measured
+    at 2 threads, MobileNetV2: about one core busy for 60-70 ms after its last run; cnnrt's first run after an
+    onnxruntime block with a 50 ms pause took 15-18 ms against 8 ms), so the default pause is 100 ms.
   * per runtime: median over blocks of the per-block median latency ("median"), and the 90th percentile of all
     runs ("p90"); ratio = cnnrt median / onnxruntime median (< 1: cnnrt faster).
   * GFLOP/s = 2 x MACs of Conv and Gemm/MatMul (from the ONNX graph's inferred shapes) / median latency, and % of the
@@ -330,7 +332,7 @@ def main(argv=None):
     ap.add_argument("--aa", action="store_true", help="A/A check: cnnrt vs cnnrt and onnxruntime vs onnxruntime")
     ap.add_argument("--blocks", type=int, default=12, help="timed blocks per runtime (default 12)")
     ap.add_argument("--block-s", type=float, default=0.25, help="seconds of runs per block (default 0.25)")
-    ap.add_argument("--pause-s", type=float, default=0.05, help="sleep before each block (default 0.05)")
+    ap.add_argument("--pause-s", type=float, default=0.1, help="sleep before each block (default 0.1)")
     ap.add_argument("--warmup-s", type=float, default=0.3, help="warm-up seconds per runtime (default 0.3)")
     ap.add_argument("--quiet-wait", type=float, default=5.0,
                     help="before each measurement wait up to this many s for other processes to use < 0.25 cores "
