@@ -407,12 +407,13 @@ def main(argv=None):
                 # spread of the paired per-round ratios (block i of A / block i of B): the row's own noise
                 rr = np.array(sa["blocks_median"]) / np.array(sb["blocks_median"])
                 row["ratio_q"] = (float(np.percentile(rr, 25)), float(np.percentile(rr, 75)))
+                row["ratio_pm"] = float(np.median(rr))
                 # 1 thread: the ratio of CPU time per run, immune to other processes taking the core away
                 row["cpu_ratio"] = sa["cpu_median"] / sb["cpu_median"] if t == 1 else None
                 rows.append(row)
                 print(f"{name:>16} b{batch:<3} t{t} {a}: {_ms(sa['median'])} ms (p90 {_ms(sa['p90'])}), "
                       f"{b}: {_ms(sb['median'])} ms (p90 {_ms(sb['p90'])}), ratio {row['ratio']:.3f} "
-                      f"[IQR {row['ratio_q'][0]:.3f}-{row['ratio_q'][1]:.3f}], "
+                      f"[per-round median {row['ratio_pm']:.3f}, IQR {row['ratio_q'][0]:.3f}-{row['ratio_q'][1]:.3f}], "
                       + (f"CPU-time ratio {row['cpu_ratio']:.3f}, " if row["cpu_ratio"] else "") +
                       f"others {sa['others']:.2f} cores, "
                       f"rounds {sa['rounds_kept']}/{sa['rounds_run']}{' (all used)' if sa['all_rounds_used'] else ''}",
@@ -457,7 +458,9 @@ def render(args, info, peak, peak_how, rows, skipped):
     L.append(f"- method: {args.blocks} rounds per row; a round = one block of ~{args.block_s:g} s of back-to-back runs "
              f"of each runtime (order alternating A,B / B,A), {args.pause_s * 1e3:g} ms pause before each block; "
              f"median = median over rounds of each block's median run; p90 over all kept runs; ratio = ratio of the "
-             f"medians; IQR = interquartile range of the paired per-round ratios (the row's own noise)")
+             f"medians; per-round = median (interquartile range) of the paired per-round ratios, block i of A / block i of "
+             f"B (the IQR is the row's own noise; the median is the paired estimate, which drift of the machine between "
+             f"rounds moves less than the ratio of the medians)")
     L.append(f"- the machine is shared (load average {info['load_start']} at start, {info['load_end']} at end; the run "
              f"took {info['elapsed']:.0f} s): \"others\" = cores used by OTHER processes (and the hypervisor) during "
              f"the kept rounds (/proc/stat); a round during which they used > {args.clean:g} cores is discarded and "
@@ -475,16 +478,17 @@ def render(args, info, peak, peak_how, rows, skipped):
         return f"{s['rounds_kept']}/{s['rounds_run']}" + (" all" if s["all_rounds_used"] else "")
 
     if args.aa:
-        L.append("| model | batch | threads | pair | A median ms (p90) | B median ms (p90) | A/B | per-round IQR "
+        L.append("| model | batch | threads | pair | A median ms (p90) | B median ms (p90) | A/B | per-round (IQR) "
                  "| A/B by CPU time | others | rounds |")
         L.append("|---|---|---|---|---|---|---|---|---|---|---|")
         for r in rows:
             L.append(f"| {r['model']} | {r['batch']} | {r['threads']} | {r['what']} | {_ms(r['sa']['median'])} "
                      f"({_ms(r['sa']['p90'])}) | {_ms(r['sb']['median'])} ({_ms(r['sb']['p90'])}) | "
-                     f"**{r['ratio']:.3f}** | {r['ratio_q'][0]:.3f}-{r['ratio_q'][1]:.3f} | {cpu_ratio(r, 3)} | "
+                     f"**{r['ratio']:.3f}** | {r['ratio_pm']:.3f} ({r['ratio_q'][0]:.3f}-{r['ratio_q'][1]:.3f}) | "
+                     f"{cpu_ratio(r, 3)} | "
                      f"{r['sa']['others']:.2f} | {rounds(r)} |")
     else:
-        L.append("| model | batch | threads | GFLOP | cnnrt ms (p90) | ort ms (p90) | cnnrt/ort | per-round IQR "
+        L.append("| model | batch | threads | GFLOP | cnnrt ms (p90) | ort ms (p90) | cnnrt/ort | per-round (IQR) "
                  "| cnnrt/ort by CPU time | cnnrt GFLOP/s (% peak) | ort GFLOP/s (% peak) | others | rounds |")
         L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in rows:
@@ -498,7 +502,8 @@ def render(args, info, peak, peak_how, rows, skipped):
             gflop = f"{r['flops'] / 1e9:.3g}" if r["flops"] else "-"
             L.append(f"| {r['model']} | {r['batch']} | {r['threads']} | {gflop} | {_ms(r['sa']['median'])} "
                      f"({_ms(r['sa']['p90'])}) | {_ms(r['sb']['median'])} ({_ms(r['sb']['p90'])}) | "
-                     f"**{r['ratio']:.2f}** | {r['ratio_q'][0]:.2f}-{r['ratio_q'][1]:.2f} | {cpu_ratio(r, 2)} | {gf(r['sa'])} | "
+                     f"**{r['ratio']:.2f}** | {r['ratio_pm']:.2f} ({r['ratio_q'][0]:.2f}-{r['ratio_q'][1]:.2f}) | "
+                     f"{cpu_ratio(r, 2)} | {gf(r['sa'])} | "
                      f"{gf(r['sb'])} | {r['sa']['others']:.2f} | {rounds(r)} |")
     if skipped:
         L.append("")
