@@ -163,10 +163,11 @@ static inline __m256 hmax3s2(const float* r, __m256 ninf) {
   return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(m), 0xD8));
 }
 
-/* hmax3s2 for the input buffer's last row, where the column after the row (read by the second pair of loads, never
- * used: see hmax3s2) may lie past the end of the buffer: avail = floats readable from r (>= 17) */
-static inline __m256 hmax3s2_end(const float* r, size_t avail, __m256 ninf) {
-  if (avail >= 18) return hmax3s2(r, ninf);
+/* hmax3s2 on a block that may end at the input buffer's end (end: one past the buffer's last float): the column
+ * after the block's last window (read by the second pair of loads, never used: see hmax3s2) is the next row's first
+ * float, except on the buffer's last row, where the 17 floats the block uses are copied out first */
+static inline __m256 hmax3s2_in(const float* r, const float* end, __m256 ninf) {
+  if (end - r >= 18) return hmax3s2(r, ninf);
   float t[18];
   memcpy(t, r, 17 * sizeof(float));
   t[17] = 0.0f;
@@ -178,7 +179,7 @@ static void max3x3s2(const cnn_pool2d_desc* d, size_t nc, size_t h, size_t w, si
   const size_t pl = d->pad_left, pt = d->pad_top;
   /* outputs [ox_first, vec_end): window columns 2*ox - pl + {0, 1, 2} lie inside [0, w). The second pair of loads of
    * a block also reads the column after its last window (2*ox - pl + 3 for the 8th output), which is unused and
-   * inside the buffer (the next row's first) except on the buffer's last row (hmax3s2_end). Before, vec_end also
+   * inside the buffer (the next row's first) except on the buffer's last row (hmax3s2_in). Before, vec_end also
    * kept that column inside the row, which sent the last output of every row through pool_one whenever the last
    * window ends at the row's end (SqueezeNet's 111 -> 55, 55 -> 27 and 27 -> 13: 1 output in 55, 27 and 13, and
    * 22-50% of the pool's time). */
@@ -216,18 +217,10 @@ static void max3x3s2(const cnn_pool2d_desc* d, size_t nc, size_t h, size_t w, si
           const float* xr = xp + (size_t)r * w + 2 * c0 - pl;
           float* ring_r = ring[r % 3];
           size_t j = 0;
-          if (xr + 2 * cn + 2 > x_end) { /* the buffer's last row: its last block may read one float past the end */
-            for (; j + 8 <= cn; j += 8)
-              _mm256_store_ps(ring_r + j, hmax3s2_end(xr + 2 * j, (size_t)(x_end - (xr + 2 * j)), ninf));
-            if (j < cn)
-              _mm256_store_ps(ring_r + CNN_MAXPOOL_CHUNK,
-                              hmax3s2_end(xr + 2 * (cn - 8), (size_t)(x_end - (xr + 2 * (cn - 8))), ninf));
-          } else {
-            for (; j + 8 <= cn; j += 8) _mm256_store_ps(ring_r + j, hmax3s2(xr + 2 * j, ninf));
-            /* a partial last block is computed over the last 8 outputs and kept in the slot's tail: stored over the
-             * previous block, it would make the next loads of that block straddle two stores (no forwarding) */
-            if (j < cn) _mm256_store_ps(ring_r + CNN_MAXPOOL_CHUNK, hmax3s2(xr + 2 * (cn - 8), ninf));
-          }
+          for (; j + 8 <= cn; j += 8) _mm256_store_ps(ring_r + j, hmax3s2_in(xr + 2 * j, x_end, ninf));
+          /* a partial last block is computed over the last 8 outputs and kept in the slot's tail: stored over the
+           * previous block, it would make the next loads of that block straddle two stores (no forwarding) */
+          if (j < cn) _mm256_store_ps(ring_r + CNN_MAXPOOL_CHUNK, hmax3s2_in(xr + 2 * (cn - 8), x_end, ninf));
         }
         if (r1 - 1 > have) have = r1 - 1;
         yr += c0;

@@ -97,10 +97,10 @@ static inline float32x4_t hmax3s2(const float* r, float32x4_t ninf) {
   return vmax_keep(b.val[0], vmax_keep(a.val[1], vmax_keep(a.val[0], ninf)));
 }
 
-/* hmax3s2 on the input buffer's last row, where the unused column after the last window (r[9]) may lie past the
- * buffer's end: avail = floats readable from r (>= 9) */
-static inline float32x4_t hmax3s2_end(const float* r, size_t avail, float32x4_t ninf) {
-  if (avail >= 10) return hmax3s2(r, ninf);
+/* hmax3s2 on a block that may end at the input buffer's end (end: one past its last float): the unused column
+ * after the last window (r[9]) is the next row's first float, except on the buffer's last row (9 floats copied) */
+static inline float32x4_t hmax3s2_in(const float* r, const float* end, float32x4_t ninf) {
+  if (end - r >= 10) return hmax3s2(r, ninf);
   float t[10];
   memcpy(t, r, 9 * sizeof(float));
   t[9] = 0.0f;
@@ -112,7 +112,7 @@ static void max3x3s2(const cnn_pool2d_desc* d, size_t nc, size_t h, size_t w, si
   const size_t pl = d->pad_left, pt = d->pad_top;
   /* outputs [ox_first, vec_end): window columns 2*ox - pl + {0, 1, 2} lie in [0, w). The loads of a block also read
    * the (unused) column after its last window: the next row's first float, or past the buffer's end on its last row
-   * (hmax3s2_end); see the AVX2 kernel. */
+   * (hmax3s2_in); see the AVX2 kernel. */
   const size_t ox_first = (pl + 1) / 2;
   size_t vec_end = 0;
   if (w + pl >= 3) vec_end = cnn_min_sz(ow, (w + pl - 3) / 2 + 1);
@@ -145,16 +145,8 @@ static void max3x3s2(const cnn_pool2d_desc* d, size_t nc, size_t h, size_t w, si
           const float* xr = xp + (size_t)r * w + 2 * c0 - pl;
           float* ring_r = ring[r % 3];
           size_t j = 0;
-          if (xr + 2 * cn + 2 > x_end) { /* the buffer's last row: its last block may read one float past the end */
-            for (; j + 4 <= cn; j += 4)
-              vst1q_f32(ring_r + j, hmax3s2_end(xr + 2 * j, (size_t)(x_end - (xr + 2 * j)), ninf));
-            if (j < cn)
-              vst1q_f32(ring_r + CNN_MAXPOOL_CHUNK,
-                        hmax3s2_end(xr + 2 * (cn - 4), (size_t)(x_end - (xr + 2 * (cn - 4))), ninf));
-          } else {
-            for (; j + 4 <= cn; j += 4) vst1q_f32(ring_r + j, hmax3s2(xr + 2 * j, ninf));
-            if (j < cn) vst1q_f32(ring_r + CNN_MAXPOOL_CHUNK, hmax3s2(xr + 2 * (cn - 4), ninf));
-          }
+          for (; j + 4 <= cn; j += 4) vst1q_f32(ring_r + j, hmax3s2_in(xr + 2 * j, x_end, ninf));
+          if (j < cn) vst1q_f32(ring_r + CNN_MAXPOOL_CHUNK, hmax3s2_in(xr + 2 * (cn - 4), x_end, ninf));
         }
         if (r1 - 1 > have) have = r1 - 1;
         yr += c0;

@@ -350,11 +350,9 @@ typedef struct {
   size_t cchunk; /* two-phase runs: input channels per input-transform task */
 } wctx;
 
-/* copy rows [r0, r0 + rows) x columns [c0, c0 + cols) of the padded plane (image coordinates shifted by the
- * padding: row r is image row r - pt) into buf (row stride ld >= cols + 8, the 8 extra floats zero) */
-/* The image part of a padded band: rows [r0, r0 + rows) of the padded input, columns [c0, c0 + cols) (ld floats
- * apart in buf), only the floats that come from the image. The rest of the band (padding rows and columns, and the
- * 8 columns of slack) holds the same zeros for every channel: wino_input writes them once per call (a memset of the
+/* The image part of a padded band: rows [r0, r0 + rows) x columns [c0, c0 + cols) of the padded plane (row r is
+ * image row r - pt; ld floats apart in buf), only the floats that come from the image. The rest of the band
+ * (padding rows and columns, and the 8 columns of slack) holds the same zeros for every channel: wino_input writes them once per call (a memset of the
  * whole band before its channel loop), not once per channel as the copy did before, row by row with zero loops
  * around each row's image part. Measured in one process, old and new alternating every round, both orders: the
  * ConvNet at batch 1 (three Winograd layers) 0.888-0.904 and 1.115-1.128 (old/new) per layer, at batch 32 0.926 /
