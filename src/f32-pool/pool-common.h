@@ -66,4 +66,33 @@ static inline float max_window(const float* xp, size_t w, ptrdiff_t r0, ptrdiff_
   return m;
 }
 
+/* The 3x3 stride-2 max pools' scalar part (pool2d__avx2.c, pool2d__neon.c): outputs outside the vector columns
+ * [left_end, vec_end) of each row, and every output of a row whose window holds no input row, one at a time. Returns
+ * without work when there are none (only the first and last output rows can have an empty window). */
+static inline void max3x3s2_border(const cnn_pool2d_desc* d, size_t nc, size_t h, size_t w, size_t oh, size_t ow,
+                                   size_t left_end, size_t vec_end, const float* x, float* y) {
+  const size_t pl = d->pad_left, pt = d->pad_top;
+  int border = left_end > 0 || vec_end < ow;
+  for (size_t oy = 0; oy < oh && !border; oy = oy + 1 < oh - 1 ? oh - 1 : oy + 1) {
+    const ptrdiff_t iy0 = (ptrdiff_t)(oy * 2) - (ptrdiff_t)pt;
+    border = (iy0 > 0 ? iy0 : 0) >= (iy0 + 3 < (ptrdiff_t)h ? iy0 + 3 : (ptrdiff_t)h);
+  }
+  for (size_t p = 0; p < nc && border; p++) {
+    const float* xp = x + p * h * w;
+    for (size_t oy = 0; oy < oh; oy++) {
+      const ptrdiff_t iy0 = (ptrdiff_t)(oy * 2) - (ptrdiff_t)pt;
+      const ptrdiff_t r0 = iy0 > 0 ? iy0 : 0, r1 = iy0 + 3 < (ptrdiff_t)h ? iy0 + 3 : (ptrdiff_t)h;
+      float* yr = y + (p * oh + oy) * ow;
+      /* columns [0, a) and [b, ow): all of them when the window holds no input row */
+      const size_t a = r1 <= r0 ? ow : left_end, b = r1 <= r0 ? ow : (vec_end > left_end ? vec_end : left_end);
+      for (size_t ox = 0; ox < ow; ox++) {
+        if (ox == a) ox = b;
+        if (ox >= ow) break;
+        const ptrdiff_t ix0 = (ptrdiff_t)(ox * 2) - (ptrdiff_t)pl;
+        yr[ox] = max_window(xp, w, r0, r1, ix0 > 0 ? ix0 : 0, ix0 + 3 < (ptrdiff_t)w ? ix0 + 3 : (ptrdiff_t)w);
+      }
+    }
+  }
+}
+
 #endif

@@ -146,95 +146,119 @@ static void max2x2s2(const cnn_pool2d_desc* d, size_t nc, size_t h, size_t w, si
 }
 
 /* 3x3 stride-2 max pooling, dilation 1, any padding and ceil mode (ResNet, SqueezeNet, GoogLeNet). Each input row's
- * 3-tap maximum at the stride-2 output columns is computed once, into a ring of 3 rows on the stack, and serves the
- * (up to) two output rows whose windows contain that row; the output is then the maximum of its (up to 3) rows' values.
- * The generic path recomputed every tap per output row through loops of run-time length with one dependent chain
- * (4 cycles per output at 64x111x111 -> 55x55). Bits: max(v, acc) keeps acc unless v > acc, so a row's value is the
- * first of its taps holding the row's maximum, and the output the first such row's value: the first tap in the
- * scalar kernel's (ky, kx) order that holds the window's maximum, i.e. its result, ties of +0 and -0 and NaN (never
- * taken) included. Columns outside [ox_first, vec_end) and rows whose window holds no input row go through pool_one. */
-#define CNN_MAXPOOL_CHUNK 256 /* outputs per column chunk (a multiple of 8): the ring is 3 x 1 KiB */
-static inline __m256 hmax3s2(const float* r, __m256 ninf) {
+ * 3-tap maximum at the stride-2 output columns (its "row value") is computed once: an output row's window holds the
+ * previous output row's last input row, kept in a carry buffer on the stack, and two new rows, whose values are
+ * computed in registers, combined, and the last one stored as the next carry. Row values stay in the shuffled lane
+ * order of hmax3s2_raw (outputs 0,1,4,5 | 2,3,6,7; the maxima are lane-wise) and each output vector is put in order
+ * once, before its store. The common case (a full window, the carried row, every load in bounds) is one loop of 2
+ * row values, 1 carry load and store and 1 output store per 8 outputs, and the border pass is skipped when there is
+ * no border. The previous version kept a ring of 3 rows indexed modulo 3, ran 3 loops per output row and walked the
+ * border loop on every row: 287 instructions per output row at 27 -> 13 against 115 now, 277 at 55 -> 27 against 160
+ * (callgrind). Kernel alone, old and new in one binary (best of 20, 15 rounds, twice): SqueezeNet's 64x111->55
+ * 0.73 / 0.73, 128x55->27 0.71 / 0.62, 256x27->13 0.51 / 0.50 of the old time; ResNet's 64x112->56 (pad 1: a border
+ * column on every row) 1.02 / 0.96. SqueezeNet 1.1, one process, old and new alternating (30 rounds): 1.024x (1
+ * thread) and 1.022x (2 threads) the time with the old kernel. Bits: max(v, acc) keeps acc unless v > acc, so a row's
+ * value is the first of its taps holding the row's maximum (never NaN), and the output the first such row's value:
+ * the first tap in the scalar kernel's (ky, kx) order that holds the window's maximum, i.e. its result, ties of +0
+ * and -0 and NaN (never taken) included. Columns outside [ox_first, vec_end) and rows whose window holds no input row
+ * go through max_window. */
+#define CNN_MAXPOOL_CHUNK 256 /* outputs per column chunk (a multiple of 8): the carry row is 1 KiB */
+/* row value of 8 consecutive outputs whose windows start at r[0], r[2], .., r[14]: lanes in the order 0,1,4,5 |
+ * 2,3,6,7. Reads r[0..17] (r[17] is not used). */
+static inline __m256 hmax3s2_raw(const float* r, __m256 ninf) {
   const __m256 lo = _mm256_loadu_ps(r), hi = _mm256_loadu_ps(r + 8);
   const __m256 lo2 = _mm256_loadu_ps(r + 2), hi2 = _mm256_loadu_ps(r + 10);
   __m256 m = _mm256_max_ps(_mm256_shuffle_ps(lo, hi, 0x88), ninf);   /* taps 0: columns 0,2,8,10 | 4,6,12,14 */
   m = _mm256_max_ps(_mm256_shuffle_ps(lo, hi, 0xDD), m);             /* taps 1 */
-  m = _mm256_max_ps(_mm256_shuffle_ps(lo2, hi2, 0x88), m);           /* taps 2 */
-  return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(m), 0xD8));
+  return _mm256_max_ps(_mm256_shuffle_ps(lo2, hi2, 0x88), m);        /* taps 2 */
 }
 
-/* hmax3s2 on a block that may end at the input buffer's end (end: one past the buffer's last float): the column
- * after the block's last window (read by the second pair of loads, never used: see hmax3s2) is the next row's first
- * float, except on the buffer's last row, where the 17 floats the block uses are copied out first */
-static inline __m256 hmax3s2_in(const float* r, const float* end, __m256 ninf) {
-  if (end - r >= 18) return hmax3s2(r, ninf);
+/* hmax3s2_raw on a block that may end at the input buffer's end (avail: floats from r to the buffer's end): the unused
+ * r[17] is the next row's first float except on the buffer's last row, where the 17 used floats are copied first */
+static inline __m256 hmax3s2_in(const float* r, size_t avail, __m256 ninf) {
+  if (avail >= 18) return hmax3s2_raw(r, ninf);
   float t[18];
   memcpy(t, r, 17 * sizeof(float));
   t[17] = 0.0f;
-  return hmax3s2(t, ninf);
+  return hmax3s2_raw(t, ninf);
 }
+
+static inline __m256 in_order(__m256 m) { return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(m), 0xD8)); }
 
 static void max3x3s2(const cnn_pool2d_desc* d, size_t nc, size_t h, size_t w, size_t oh, size_t ow, const float* x,
                      float* y) {
   const size_t pl = d->pad_left, pt = d->pad_top;
-  /* outputs [ox_first, vec_end): window columns 2*ox - pl + {0, 1, 2} lie inside [0, w). The second pair of loads of
-   * a block also reads the column after its last window (2*ox - pl + 3 for the 8th output), which is unused and
-   * inside the buffer (the next row's first) except on the buffer's last row (hmax3s2_in). Before, vec_end also
-   * kept that column inside the row, which sent the last output of every row through pool_one whenever the last
-   * window ends at the row's end (SqueezeNet's 111 -> 55, 55 -> 27 and 27 -> 13: 1 output in 55, 27 and 13, and
-   * 22-50% of the pool's time). */
+  /* outputs [ox_first, vec_end): window columns 2*ox - pl + {0, 1, 2} lie inside [0, w). A block's loads also read
+   * the column after its last window (unused): inside the buffer (the next row's first) except on the buffer's last
+   * row (hmax3s2_in). */
   const size_t ox_first = cnn_div_up(pl, 2);
   size_t vec_end = 0;
   if (w + pl >= 3) vec_end = cnn_min_sz(ow, (w + pl - 3) / 2 + 1);
   if (vec_end < ox_first + 8) vec_end = ox_first; /* too narrow for 8 outputs: all one at a time */
-  const float* x_end = x + nc * h * w;
+  const size_t total = nc * h * w, left_end = cnn_min_sz(ox_first, ow);
   const __m256 ninf = _mm256_set1_ps(-INFINITY);
-  float ring[3][CNN_MAXPOOL_CHUNK + 8] __attribute__((aligned(32))); /* + a partial last block's 8 */
+  float carry[CNN_MAXPOOL_CHUNK + 8] __attribute__((aligned(32))); /* + a partial last block's 8 */
+  max3x3s2_border(d, nc, h, w, oh, ow, left_end, vec_end, x, y);
+  if (vec_end == ox_first) return; /* no vector columns */
   for (size_t p = 0; p < nc; p++) {
     const float* xp = x + p * h * w;
     float* yp = y + p * oh * ow;
     size_t c0 = ox_first;
     do {
-      /* chunks of at most CHUNK outputs, none under 8 (one empty chunk when there is no vector part) */
+      /* chunks of at most CHUNK outputs, none under 8 */
       size_t cn = vec_end - c0;
       if (cn > CNN_MAXPOOL_CHUNK) cn = cn - CNN_MAXPOOL_CHUNK < 8 ? cn - 8 : CNN_MAXPOOL_CHUNK;
-      ptrdiff_t have = -1; /* rows up to this one are in the ring (row r in slot r % 3) */
+      const size_t jl = cn - 8;                 /* the last block's first output (a partial one overlaps) */
+      const size_t cbase = 2 * c0 - pl;         /* input column of the chunk's first window */
+      ptrdiff_t have = -1;                      /* the input row whose values are in carry */
       for (size_t oy = 0; oy < oh; oy++) {
-        /* the window's input rows [r0, r1), clipped to the input (empty: a window in the padding only) */
         const ptrdiff_t iy0 = (ptrdiff_t)(oy * 2) - (ptrdiff_t)pt;
         const ptrdiff_t r0 = iy0 > 0 ? iy0 : 0, r1 = iy0 + 3 < (ptrdiff_t)h ? iy0 + 3 : (ptrdiff_t)h;
-        float* yr = yp + oy * ow;
-        if (c0 == ox_first) { /* first chunk: the border columns of this row, one at a time */
-          for (size_t ox = 0; ox < ow; ox++) {
-            if (ox == ox_first) ox = vec_end;
-            if (ox >= ow) break;
-            const ptrdiff_t ix0 = (ptrdiff_t)(ox * 2) - (ptrdiff_t)pl;
-            yr[ox] = max_window(xp, w, r0, r1, ix0 > 0 ? ix0 : 0, ix0 + 3 < (ptrdiff_t)w ? ix0 + 3 : (ptrdiff_t)w);
+        if (r1 <= r0) continue;
+        float* yr = yp + oy * ow + c0;
+        const int use_c = r0 == have;
+        const ptrdiff_t ra = use_c ? r0 + 1 : r0; /* rows whose values are computed: [ra, r1) */
+        /* every block of rows [ra, r1) reads 18 floats in bounds when the last row's last block does */
+        const size_t last_off = (size_t)(xp - x) + (size_t)(r1 - 1) * w + cbase + 2 * jl;
+        const int safe = last_off + 18 <= total;
+        if (use_c && r1 - r0 == 3 && safe) {
+          const float* b1 = xp + (size_t)ra * w + cbase;
+          const float* b2 = b1 + w;
+          size_t j = 0;
+          for (; j + 8 <= cn; j += 8) {
+            const __m256 v1 = hmax3s2_raw(b1 + 2 * j, ninf), v2 = hmax3s2_raw(b2 + 2 * j, ninf);
+            __m256 m = _mm256_max_ps(v1, _mm256_load_ps(carry + j));
+            m = _mm256_max_ps(v2, m);
+            _mm256_store_ps(carry + j, v2);
+            _mm256_storeu_ps(yr + j, in_order(m));
+          }
+          if (j < cn) { /* the partial last block, over the last 8 outputs; its carry in the slot's tail */
+            const __m256 v1 = hmax3s2_raw(b1 + 2 * jl, ninf), v2 = hmax3s2_raw(b2 + 2 * jl, ninf);
+            __m256 m = _mm256_max_ps(v1, _mm256_load_ps(carry + CNN_MAXPOOL_CHUNK));
+            m = _mm256_max_ps(v2, m);
+            _mm256_store_ps(carry + CNN_MAXPOOL_CHUNK, v2);
+            _mm256_storeu_ps(yr + jl, in_order(m));
+          }
+        } else {
+          for (size_t j = 0; j < cn; j += 8) {
+            const size_t jj = j + 8 <= cn ? j : jl, at = j + 8 <= cn ? j : CNN_MAXPOOL_CHUNK;
+            __m256 m = ninf, v = ninf;
+            int first = 1;
+            if (use_c) {
+              m = _mm256_load_ps(carry + at); /* a row value: never NaN, so max(., -inf) would not change it */
+              first = 0;
+            }
+            for (ptrdiff_t r = ra; r < r1; r++) {
+              const size_t off = (size_t)(xp - x) + (size_t)r * w + cbase + 2 * jj;
+              v = hmax3s2_in(x + off, total - off, ninf);
+              m = first ? v : _mm256_max_ps(v, m);
+              first = 0;
+            }
+            if (r1 > ra) _mm256_store_ps(carry + at, v);
+            _mm256_storeu_ps(yr + jj, in_order(m));
           }
         }
-        if (r1 <= r0 || cn == 0) continue;
-        for (ptrdiff_t r = r0 > have ? r0 : have + 1; r < r1; r++) {
-          const float* xr = xp + (size_t)r * w + 2 * c0 - pl;
-          float* ring_r = ring[r % 3];
-          size_t j = 0;
-          for (; j + 8 <= cn; j += 8) _mm256_store_ps(ring_r + j, hmax3s2_in(xr + 2 * j, x_end, ninf));
-          /* a partial last block is computed over the last 8 outputs and kept in the slot's tail: stored over the
-           * previous block, it would make the next loads of that block straddle two stores (no forwarding) */
-          if (j < cn) _mm256_store_ps(ring_r + CNN_MAXPOOL_CHUNK, hmax3s2_in(xr + 2 * (cn - 8), x_end, ninf));
-        }
-        if (r1 - 1 > have) have = r1 - 1;
-        yr += c0;
-        const float* q0 = ring[r0 % 3];
-        const float* q1 = ring[(r0 + 1) % 3];
-        const float* q2 = ring[(r0 + 2) % 3];
-        const ptrdiff_t nr = r1 - r0; /* 1..3, in order r0, r0 + 1, r0 + 2 */
-        for (size_t j = 0; j < cn; j += 8) {
-          const size_t at = j + 8 <= cn ? j : CNN_MAXPOOL_CHUNK; /* where the block's row values are */
-          __m256 m = _mm256_max_ps(_mm256_load_ps(q0 + at), ninf);
-          if (nr > 1) m = _mm256_max_ps(_mm256_load_ps(q1 + at), m);
-          if (nr > 2) m = _mm256_max_ps(_mm256_load_ps(q2 + at), m);
-          _mm256_storeu_ps(yr + (j + 8 <= cn ? j : cn - 8), m);
-        }
+        have = r1 - 1;
       }
       c0 += cn;
     } while (c0 < vec_end);

@@ -82,25 +82,26 @@ static void pool2d_impl(int is_max, int stride2, const cnn_pool2d_desc* d, size_
 }
 
 /* 3x3 stride-2 max pooling, dilation 1, any padding and ceil mode: the NEON twin of the AVX2 path (see
- * pool2d__avx2.c): each input row's 3-tap maxima at the stride-2 output columns are computed once into a ring of 3
- * rows and serve both output rows whose windows contain the row; the output is the maximum of its (up to 3) rows'
+ * pool2d__avx2.c): each input row's 3-tap maxima at the stride-2 output columns (its row value) are computed once;
+ * an output row's window holds the previous output row's last input row, kept in a carry buffer, and two new rows,
+ * combined in registers (the last one stored as the next carry). The output is the maximum of its (up to 3) rows'
  * values, which is the scalar kernel's first-in-(ky, kx)-order maximum, ties of +0 / -0 and NaN included. Border
  * columns and rows whose window holds no input row are computed one at a time. */
 #define CNN_MAXPOOL_CHUNK 256 /* outputs per column chunk (a multiple of 4) */
 
 static inline float32x4_t vmax_keep(float32x4_t v, float32x4_t acc) { return vbslq_f32(vcgtq_f32(v, acc), v, acc); }
 
-/* the 3-tap maxima of 4 outputs whose windows start at r[0, 2, 4, 6] (reads r[0..9]) */
+/* the row value of 4 outputs whose windows start at r[0, 2, 4, 6] (reads r[0..9]; r[9] is not used) */
 static inline float32x4_t hmax3s2(const float* r, float32x4_t ninf) {
   const float32x4x2_t a = vld2q_f32(r);     /* columns 0,2,4,6 | 1,3,5,7 */
   const float32x4x2_t b = vld2q_f32(r + 2); /* columns 2,4,6,8 | ... */
   return vmax_keep(b.val[0], vmax_keep(a.val[1], vmax_keep(a.val[0], ninf)));
 }
 
-/* hmax3s2 on a block that may end at the input buffer's end (end: one past its last float): the unused column
- * after the last window (r[9]) is the next row's first float, except on the buffer's last row (9 floats copied) */
-static inline float32x4_t hmax3s2_in(const float* r, const float* end, float32x4_t ninf) {
-  if (end - r >= 10) return hmax3s2(r, ninf);
+/* hmax3s2 on a block that may end at the input buffer's end (avail: floats from r to the buffer's end): the unused
+ * r[9] is the next row's first float, except on the buffer's last row (9 floats copied) */
+static inline float32x4_t hmax3s2_in(const float* r, size_t avail, float32x4_t ninf) {
+  if (avail >= 10) return hmax3s2(r, ninf);
   float t[10];
   memcpy(t, r, 9 * sizeof(float));
   t[9] = 0.0f;
@@ -117,9 +118,11 @@ static void max3x3s2(const cnn_pool2d_desc* d, size_t nc, size_t h, size_t w, si
   size_t vec_end = 0;
   if (w + pl >= 3) vec_end = cnn_min_sz(ow, (w + pl - 3) / 2 + 1);
   if (vec_end < ox_first + 4) vec_end = ox_first; /* too narrow for 4 outputs: all one at a time */
-  const float* x_end = x + nc * h * w;
+  const size_t total = nc * h * w, left_end = cnn_min_sz(ox_first, ow);
   const float32x4_t ninf = vdupq_n_f32(-INFINITY);
-  float ring[3][CNN_MAXPOOL_CHUNK + 4] __attribute__((aligned(16))); /* + a partial last block's 4 */
+  float carry[CNN_MAXPOOL_CHUNK + 4] __attribute__((aligned(16))); /* + a partial last block's 4 */
+  max3x3s2_border(d, nc, h, w, oh, ow, left_end, vec_end, x, y);
+  if (vec_end == ox_first) return; /* no vector columns */
   for (size_t p = 0; p < nc; p++) {
     const float* xp = x + p * h * w;
     float* yp = y + p * oh * ow;
@@ -127,40 +130,52 @@ static void max3x3s2(const cnn_pool2d_desc* d, size_t nc, size_t h, size_t w, si
     do {
       size_t cn = vec_end - c0; /* chunks of at most CHUNK outputs, none under 4 */
       if (cn > CNN_MAXPOOL_CHUNK) cn = cn - CNN_MAXPOOL_CHUNK < 4 ? cn - 4 : CNN_MAXPOOL_CHUNK;
-      ptrdiff_t have = -1; /* rows up to this one are in the ring (row r in slot r % 3) */
+      const size_t jl = cn - 4, cbase = 2 * c0 - pl;
+      ptrdiff_t have = -1; /* the input row whose values are in carry */
       for (size_t oy = 0; oy < oh; oy++) {
         const ptrdiff_t iy0 = (ptrdiff_t)(oy * 2) - (ptrdiff_t)pt;
         const ptrdiff_t r0 = iy0 > 0 ? iy0 : 0, r1 = iy0 + 3 < (ptrdiff_t)h ? iy0 + 3 : (ptrdiff_t)h;
-        float* yr = yp + oy * ow;
-        if (c0 == ox_first) {
-          for (size_t ox = 0; ox < ow; ox++) {
-            if (ox == ox_first) ox = vec_end;
-            if (ox >= ow) break;
-            const ptrdiff_t ix0 = (ptrdiff_t)(ox * 2) - (ptrdiff_t)pl;
-            yr[ox] = max_window(xp, w, r0, r1, ix0 > 0 ? ix0 : 0, ix0 + 3 < (ptrdiff_t)w ? ix0 + 3 : (ptrdiff_t)w);
+        if (r1 <= r0) continue;
+        float* yr = yp + oy * ow + c0;
+        const int use_c = r0 == have;
+        const ptrdiff_t ra = use_c ? r0 + 1 : r0;
+        const size_t last_off = (size_t)(xp - x) + (size_t)(r1 - 1) * w + cbase + 2 * jl;
+        if (use_c && r1 - r0 == 3 && last_off + 10 <= total) {
+          const float* b1 = xp + (size_t)ra * w + cbase;
+          const float* b2 = b1 + w;
+          size_t j = 0;
+          for (; j + 4 <= cn; j += 4) {
+            const float32x4_t v1 = hmax3s2(b1 + 2 * j, ninf), v2 = hmax3s2(b2 + 2 * j, ninf);
+            const float32x4_t m = vmax_keep(v2, vmax_keep(v1, vld1q_f32(carry + j)));
+            vst1q_f32(carry + j, v2);
+            vst1q_f32(yr + j, m);
+          }
+          if (j < cn) {
+            const float32x4_t v1 = hmax3s2(b1 + 2 * jl, ninf), v2 = hmax3s2(b2 + 2 * jl, ninf);
+            const float32x4_t m = vmax_keep(v2, vmax_keep(v1, vld1q_f32(carry + CNN_MAXPOOL_CHUNK)));
+            vst1q_f32(carry + CNN_MAXPOOL_CHUNK, v2);
+            vst1q_f32(yr + jl, m);
+          }
+        } else {
+          for (size_t j = 0; j < cn; j += 4) {
+            const size_t jj = j + 4 <= cn ? j : jl, at = j + 4 <= cn ? j : CNN_MAXPOOL_CHUNK;
+            float32x4_t m = ninf, v = ninf;
+            int first = 1;
+            if (use_c) { /* a row value: never NaN, so vmax_keep(., -inf) would not change it */
+              m = vld1q_f32(carry + at);
+              first = 0;
+            }
+            for (ptrdiff_t r = ra; r < r1; r++) {
+              const size_t off = (size_t)(xp - x) + (size_t)r * w + cbase + 2 * jj;
+              v = hmax3s2_in(x + off, total - off, ninf);
+              m = first ? v : vmax_keep(v, m);
+              first = 0;
+            }
+            if (r1 > ra) vst1q_f32(carry + at, v);
+            vst1q_f32(yr + jj, m);
           }
         }
-        if (r1 <= r0 || cn == 0) continue;
-        for (ptrdiff_t r = r0 > have ? r0 : have + 1; r < r1; r++) {
-          const float* xr = xp + (size_t)r * w + 2 * c0 - pl;
-          float* ring_r = ring[r % 3];
-          size_t j = 0;
-          for (; j + 4 <= cn; j += 4) vst1q_f32(ring_r + j, hmax3s2_in(xr + 2 * j, x_end, ninf));
-          if (j < cn) vst1q_f32(ring_r + CNN_MAXPOOL_CHUNK, hmax3s2_in(xr + 2 * (cn - 4), x_end, ninf));
-        }
-        if (r1 - 1 > have) have = r1 - 1;
-        yr += c0;
-        const float* q0 = ring[r0 % 3];
-        const float* q1 = ring[(r0 + 1) % 3];
-        const float* q2 = ring[(r0 + 2) % 3];
-        const ptrdiff_t nr = r1 - r0;
-        for (size_t j = 0; j < cn; j += 4) {
-          const size_t at = j + 4 <= cn ? j : CNN_MAXPOOL_CHUNK;
-          float32x4_t m = vmax_keep(vld1q_f32(q0 + at), ninf);
-          if (nr > 1) m = vmax_keep(vld1q_f32(q1 + at), m);
-          if (nr > 2) m = vmax_keep(vld1q_f32(q2 + at), m);
-          vst1q_f32(yr + (j + 4 <= cn ? j : cn - 4), m);
-        }
+        have = r1 - 1;
       }
       c0 += cn;
     } while (c0 < vec_end);

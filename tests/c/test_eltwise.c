@@ -693,11 +693,11 @@ static void test_pool2d_2x2(void) {
   CHECK(fails == 0, "max 2x2 s2: %d of %d configurations failed", fails, cases);
 }
 
-/* 3x3 stride-2 max pooling (its own AVX2 path: each input row's 3-tap maxima kept in a ring of rows, chunks of 256
- * outputs): widths 1..40 and wide rows (several chunks, a last chunk of 8..263), pads 0..2 on each side, ceil mode,
- * and inputs drawn mostly from {+0, -0, NaN, -inf, 1, -1} so that ties decide which zero comes out (the scalar
- * kernel's first tap in (ky, kx) order) and whole windows may hold only NaN / -inf. Also checked against the naive
- * pooling. */
+/* 3x3 stride-2 max pooling (its own AVX2 / NEON path: each input row's 3-tap maxima computed once, the row two
+ * output rows share carried over, chunks of 256 outputs): widths 1..40 and wide rows (several chunks, a last chunk
+ * of 8..263), pads 0..2 on each side, ceil mode, and inputs drawn mostly from {+0, -0, NaN, -inf, 1, -1} so that
+ * ties decide which zero comes out (the scalar kernel's first tap in (ky, kx) order) and whole windows may hold only
+ * NaN / -inf. Also checked against the naive pooling. */
 static void test_pool2d_3x3s2(void) {
   static const float vals[6] = {0.0f, -0.0f, NAN, -INFINITY, 1.0f, -1.0f};
   static const size_t wides[] = {263, 264, 265, 519, 520, 531, 777};
