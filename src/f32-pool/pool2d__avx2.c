@@ -224,20 +224,14 @@ static void max3x3s2(const cnn_pool2d_desc* d, size_t nc, size_t h, size_t w, si
         if (use_c && r1 - r0 == 3 && safe) {
           const float* b1 = xp + (size_t)ra * w + cbase;
           const float* b2 = b1 + w;
-          size_t j = 0;
-          for (; j + 8 <= cn; j += 8) {
-            const __m256 v1 = hmax3s2_raw(b1 + 2 * j, ninf), v2 = hmax3s2_raw(b2 + 2 * j, ninf);
-            __m256 m = _mm256_max_ps(v1, _mm256_load_ps(carry + j));
+          for (size_t j = 0; j < cn; j += 8) {
+            /* a partial last block covers the last 8 outputs; its carry goes to the slot's tail */
+            const size_t jj = j + 8 <= cn ? j : jl, at = j + 8 <= cn ? j : CNN_MAXPOOL_CHUNK;
+            const __m256 v1 = hmax3s2_raw(b1 + 2 * jj, ninf), v2 = hmax3s2_raw(b2 + 2 * jj, ninf);
+            __m256 m = _mm256_max_ps(v1, _mm256_load_ps(carry + at));
             m = _mm256_max_ps(v2, m);
-            _mm256_store_ps(carry + j, v2);
-            _mm256_storeu_ps(yr + j, in_order(m));
-          }
-          if (j < cn) { /* the partial last block, over the last 8 outputs; its carry in the slot's tail */
-            const __m256 v1 = hmax3s2_raw(b1 + 2 * jl, ninf), v2 = hmax3s2_raw(b2 + 2 * jl, ninf);
-            __m256 m = _mm256_max_ps(v1, _mm256_load_ps(carry + CNN_MAXPOOL_CHUNK));
-            m = _mm256_max_ps(v2, m);
-            _mm256_store_ps(carry + CNN_MAXPOOL_CHUNK, v2);
-            _mm256_storeu_ps(yr + jl, in_order(m));
+            _mm256_store_ps(carry + at, v2);
+            _mm256_storeu_ps(yr + jj, in_order(m));
           }
         } else {
           for (size_t j = 0; j < cn; j += 8) {

@@ -143,18 +143,13 @@ static void max3x3s2(const cnn_pool2d_desc* d, size_t nc, size_t h, size_t w, si
         if (use_c && r1 - r0 == 3 && last_off + 10 <= total) {
           const float* b1 = xp + (size_t)ra * w + cbase;
           const float* b2 = b1 + w;
-          size_t j = 0;
-          for (; j + 4 <= cn; j += 4) {
-            const float32x4_t v1 = hmax3s2(b1 + 2 * j, ninf), v2 = hmax3s2(b2 + 2 * j, ninf);
-            const float32x4_t m = vmax_keep(v2, vmax_keep(v1, vld1q_f32(carry + j)));
-            vst1q_f32(carry + j, v2);
-            vst1q_f32(yr + j, m);
-          }
-          if (j < cn) {
-            const float32x4_t v1 = hmax3s2(b1 + 2 * jl, ninf), v2 = hmax3s2(b2 + 2 * jl, ninf);
-            const float32x4_t m = vmax_keep(v2, vmax_keep(v1, vld1q_f32(carry + CNN_MAXPOOL_CHUNK)));
-            vst1q_f32(carry + CNN_MAXPOOL_CHUNK, v2);
-            vst1q_f32(yr + jl, m);
+          for (size_t j = 0; j < cn; j += 4) {
+            /* a partial last block covers the last 4 outputs; its carry goes to the slot's tail */
+            const size_t jj = j + 4 <= cn ? j : jl, at = j + 4 <= cn ? j : CNN_MAXPOOL_CHUNK;
+            const float32x4_t v1 = hmax3s2(b1 + 2 * jj, ninf), v2 = hmax3s2(b2 + 2 * jj, ninf);
+            const float32x4_t m = vmax_keep(v2, vmax_keep(v1, vld1q_f32(carry + at)));
+            vst1q_f32(carry + at, v2);
+            vst1q_f32(yr + jj, m);
           }
         } else {
           for (size_t j = 0; j < cn; j += 4) {
