@@ -49,6 +49,45 @@ def test_wrong_inputs_are_named():
         s.run(good, ["q"])
 
 
+def test_fast_path_matches_general_path_and_rejects_what_it_cannot_run():
+    """After one run, Session.run takes a compiled fast path for the same input shape (cnnrt._core.FastRun). It must
+    give the general path's bits, new arrays every run, and hand every other feed to the general path, which checks
+    and explains it as before."""
+    s = cnnrt.Session(tiny_model(), num_threads=2)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
+    (y0,) = s.run(x, profile=True)  # general path (profiling), installs the fast path for (2, 3, 8, 8)
+    assert s._fast is not None
+    y1 = s.run(x)[0]
+    y2 = s.run({"x": x})[0]
+    assert s.last_profile is None
+    assert np.array_equal(y0, y1) and np.array_equal(y0, y2)
+    assert y1 is not y2 and not np.shares_memory(y1, y2)
+    y1[...] = -1.0  # a caller's edit of one result does not reach the next
+    assert np.array_equal(s.run(x)[0], y0)
+    # feeds the fast path does not take: the general path runs them (or rejects them with its message)
+    xt = np.ascontiguousarray(x.transpose(0, 1, 3, 2)).transpose(0, 1, 3, 2)  # same values, not C-contiguous
+    assert not xt.flags.c_contiguous
+    assert np.array_equal(s.run(xt)[0], y0)
+    with pytest.raises(TypeError, match=r"input 'x'.*float32.*>f4"):  # big-endian: not read as native floats
+        s.run(x.astype(">f4"))
+    raw = np.zeros(x.nbytes + 4, np.uint8)
+    xu = raw[1:1 + x.nbytes].view(np.float32).reshape(x.shape)  # unaligned
+    xu[...] = x
+    assert not xu.flags.aligned
+    assert np.array_equal(s.run(xu)[0], y0)
+    with pytest.raises(TypeError, match=r"input 'x'.*float32.*float64"):
+        s.run(x.astype(np.float64))
+    with pytest.raises(ValueError, match=r"input 'x'.*\(N, 3, 8, 8\).*\(2, 4, 8, 8\)"):
+        s.run(np.zeros((2, 4, 8, 8), np.float32))
+    with pytest.raises(ValueError, match=r"unknown input 'z'"):
+        s.run({"z": x})
+    # another batch: the general path plans and runs it, then the fast path serves that shape
+    x3 = rng.standard_normal((3, 3, 8, 8)).astype(np.float32)
+    r3 = s.run(x3, ["y"])[0]
+    assert np.array_equal(s.run(x3)[0], r3) and np.array_equal(s.run(x)[0], y0)
+
+
 def test_batch_size_changes_between_runs():
     s = cnnrt.Session(tiny_model(), num_threads=2)
     rng = np.random.default_rng(2)
