@@ -189,6 +189,10 @@ int main(int argc, char** argv) {
   bench_conv("squeezenet 1x1 512->64 13x13", 512, 64, 1, 13, 1, 1, G, pools);
   bench_conv("mobilenetv2 1x1 384->64 14x14", 384, 64, 1, 14, 1, 1, G, pools);
   bench_conv("mobilenetv2 1x1 576->96 14x14", 576, 96, 1, 14, 1, 1, G, pools);
+  bench_conv("efficientnet 1x1 480->80 14x14", 480, 80, 1, 14, 1, 1, G, pools);
+  bench_conv("efficientnet 1x1 672->112 14x14", 672, 112, 1, 14, 1, 1, G, pools);
+  bench_conv("efficientnet 1x1 1152->320 7x7", 1152, 320, 1, 7, 1, 1, G, pools);
+  bench_conv("efficientnet 1x1 320->1280 7x7", 320, 1280, 1, 7, 1, 1, G, pools);
   bench_conv("resnet50 7x7 3->64 224x224 s2 (stem)", 3, 64, 1, 224, 7, 2, G, pools);
   bench_conv("vgg16 3x3 64->64 224x224", 64, 64, 1, 224, 3, 1, G, pools);
   bench_conv("vgg16 3x3 512->512 14x14", 512, 512, 1, 14, 3, 1, G, pools);

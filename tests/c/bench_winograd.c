@@ -133,6 +133,8 @@ int main(int argc, char** argv) {
       {"resnet18 128-128@28", 128, 128, 28, 1}, {"resnet18 256-256@14", 256, 256, 14, 1},
       {"resnet18 512-512@7", 512, 512, 7, 1},  {"small 16-16@16", 16, 16, 16, 1},
       {"small 32-32@8", 32, 32, 8, 1},         {"small 8-8@32", 8, 8, 32, 1},
+      {"squeezenet 16-64@55", 16, 64, 55, 1},  {"squeezenet 32-128@27", 32, 128, 27, 1},
+      {"squeezenet 48-192@13", 48, 192, 13, 1}, {"squeezenet 64-256@13", 64, 256, 13, 1},
   };
   cnn_threadpool* pool2 = cnn_threadpool_create(2);
   printf("isa %s; effective GFLOP/s = direct FLOPs / time (best of 5 rounds)\n", cnn_isa_name(cnn_hw_active_isa()));
