@@ -58,53 +58,76 @@ static inline void act_loop(int type, const cnn_act* act, const float* x, float*
   }
 }
 
-/* 4 vectors per step (independent chains for the FMA pipes; one test for the rare slow lanes), then single
- * vectors; a ragged end of n >= 8 is one vector ending at n, loaded before anything is stored (x == y allowed:
- * its first lanes are recomputed from their original inputs and get the same bits), n < 8 uses masked accesses. */
+/* 4 vectors per step (independent chains for the FMA pipes; one test for the rare slow lanes). The 1..31 elements
+ * after the last full step also go through one 4-vector step: the full vectors that remain plus, for a ragged end,
+ * one vector ending at n (loaded before anything is stored, so x == y is allowed: its first lanes are recomputed
+ * from their original inputs and get the same bits); unused slots repeat a loaded vector. A vector's exp chain is
+ * ~60 cycles of latency, and rows of 28..64 (the depthwise kernels' output rows, the GEMM epilogue's segments)
+ * used to end in up to three short steps (16-, 8-wide and ragged) that kept few chains in flight; when two slots
+ * suffice, a 2-vector step (4 would double the work of rows of 9..16). n < 8 uses masked accesses. */
+static inline __attribute__((always_inline)) void sig_step4(int silu, __m256* f0, __m256* f1, __m256* f2, __m256* f3,
+                                                            __m256 v0, __m256 v1, __m256 v2, __m256 v3) {
+  *f0 = cnn_avx2_sig8_fast(silu, v0);
+  *f1 = cnn_avx2_sig8_fast(silu, v1);
+  *f2 = cnn_avx2_sig8_fast(silu, v2);
+  *f3 = cnn_avx2_sig8_fast(silu, v3);
+  const __m256 slow = _mm256_or_ps(_mm256_or_ps(cnn_avx2_sigmoid_slow_lanes(v0), cnn_avx2_sigmoid_slow_lanes(v1)),
+                                   _mm256_or_ps(cnn_avx2_sigmoid_slow_lanes(v2), cnn_avx2_sigmoid_slow_lanes(v3)));
+  if (_mm256_movemask_ps(slow)) {
+    *f0 = cnn_avx2_sig8_patch(silu, v0, *f0);
+    *f1 = cnn_avx2_sig8_patch(silu, v1, *f1);
+    *f2 = cnn_avx2_sig8_patch(silu, v2, *f2);
+    *f3 = cnn_avx2_sig8_patch(silu, v3, *f3);
+  }
+}
+
+static inline __attribute__((always_inline)) void sig_step2(int silu, __m256* f0, __m256* f1, __m256 v0, __m256 v1) {
+  *f0 = cnn_avx2_sig8_fast(silu, v0);
+  *f1 = cnn_avx2_sig8_fast(silu, v1);
+  if (_mm256_movemask_ps(_mm256_or_ps(cnn_avx2_sigmoid_slow_lanes(v0), cnn_avx2_sigmoid_slow_lanes(v1)))) {
+    *f0 = cnn_avx2_sig8_patch(silu, v0, *f0);
+    *f1 = cnn_avx2_sig8_patch(silu, v1, *f1);
+  }
+}
+
 static inline __attribute__((always_inline)) void sig_loop(int silu, const float* x, float* y, size_t n) {
-  size_t i = 0;
-  const size_t rem = n % 8;
-  __m256 vlast = _mm256_setzero_ps();
-  if (n >= 8 && rem) vlast = _mm256_loadu_ps(x + n - 8);
-  for (; i + 32 <= n; i += 32) {
-    const __m256 v0 = _mm256_loadu_ps(x + i), v1 = _mm256_loadu_ps(x + i + 8);
-    const __m256 v2 = _mm256_loadu_ps(x + i + 16), v3 = _mm256_loadu_ps(x + i + 24);
-    __m256 f0 = cnn_avx2_sig8_fast(silu, v0), f1 = cnn_avx2_sig8_fast(silu, v1), f2 = cnn_avx2_sig8_fast(silu, v2), f3 = cnn_avx2_sig8_fast(silu, v3);
-    const __m256 slow = _mm256_or_ps(_mm256_or_ps(cnn_avx2_sigmoid_slow_lanes(v0), cnn_avx2_sigmoid_slow_lanes(v1)),
-                                     _mm256_or_ps(cnn_avx2_sigmoid_slow_lanes(v2), cnn_avx2_sigmoid_slow_lanes(v3)));
-    if (_mm256_movemask_ps(slow)) {
-      f0 = cnn_avx2_sig8_patch(silu, v0, f0);
-      f1 = cnn_avx2_sig8_patch(silu, v1, f1);
-      f2 = cnn_avx2_sig8_patch(silu, v2, f2);
-      f3 = cnn_avx2_sig8_patch(silu, v3, f3);
+  if (n < 8) {
+    if (n) {
+      const __m256i m = cnn_avx2_tail_mask(n);
+      _mm256_maskstore_ps(y, m, cnn_avx2_sig8(silu, _mm256_maskload_ps(x, m)));
     }
+    return;
+  }
+  const size_t rem = n % 8;
+  const __m256 vlast = _mm256_loadu_ps(x + n - 8);
+  __m256 f0, f1, f2, f3;
+  size_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    sig_step4(silu, &f0, &f1, &f2, &f3, _mm256_loadu_ps(x + i), _mm256_loadu_ps(x + i + 8),
+              _mm256_loadu_ps(x + i + 16), _mm256_loadu_ps(x + i + 24));
     _mm256_storeu_ps(y + i, f0);
     _mm256_storeu_ps(y + i + 8, f1);
     _mm256_storeu_ps(y + i + 16, f2);
     _mm256_storeu_ps(y + i + 24, f3);
   }
-  if (i + 16 <= n) { /* GEMM epilogue rows are 16 wide */
-    const __m256 v0 = _mm256_loadu_ps(x + i), v1 = _mm256_loadu_ps(x + i + 8);
-    __m256 f0 = cnn_avx2_sig8_fast(silu, v0), f1 = cnn_avx2_sig8_fast(silu, v1);
-    if (_mm256_movemask_ps(_mm256_or_ps(cnn_avx2_sigmoid_slow_lanes(v0), cnn_avx2_sigmoid_slow_lanes(v1)))) {
-      f0 = cnn_avx2_sig8_patch(silu, v0, f0);
-      f1 = cnn_avx2_sig8_patch(silu, v1, f1);
-    }
-    _mm256_storeu_ps(y + i, f0);
-    _mm256_storeu_ps(y + i + 8, f1);
-    i += 16;
+  if (i == n) return;
+  const size_t q = (n - i) / 8; /* full vectors left: 0..3 */
+  if (q + (rem != 0) <= 2) { /* two slots are enough (e.g. rows of 9..16) */
+    const __m256 v0 = q > 0 ? _mm256_loadu_ps(x + i) : vlast;
+    sig_step2(silu, &f0, &f1, v0, q > 1 ? _mm256_loadu_ps(x + i + 8) : vlast);
+    if (q > 0) _mm256_storeu_ps(y + i, f0);
+    if (q > 1) _mm256_storeu_ps(y + i + 8, f1);
+    if (rem) _mm256_storeu_ps(y + n - 8, f1);
+    return;
   }
-  if (i + 8 <= n) {
-    _mm256_storeu_ps(y + i, cnn_avx2_sig8(silu, _mm256_loadu_ps(x + i)));
-    i += 8;
-  }
-  if (!rem) return;
-  if (n >= 8) {
-    _mm256_storeu_ps(y + n - 8, cnn_avx2_sig8(silu, vlast));
-  } else {
-    const __m256i m = cnn_avx2_tail_mask(rem);
-    _mm256_maskstore_ps(y, m, cnn_avx2_sig8(silu, _mm256_maskload_ps(x, m)));
-  }
+  const __m256 v0 = q > 0 ? _mm256_loadu_ps(x + i) : vlast;
+  const __m256 v1 = q > 1 ? _mm256_loadu_ps(x + i + 8) : v0;
+  const __m256 v2 = q > 2 ? _mm256_loadu_ps(x + i + 16) : v0;
+  sig_step4(silu, &f0, &f1, &f2, &f3, v0, v1, v2, vlast);
+  if (q > 0) _mm256_storeu_ps(y + i, f0);
+  if (q > 1) _mm256_storeu_ps(y + i + 8, f1);
+  if (q > 2) _mm256_storeu_ps(y + i + 16, f2);
+  if (rem) _mm256_storeu_ps(y + n - 8, f3);
 }
 
 void cnn_f32_act__avx2(const cnn_act* act, const float* x, float* y, size_t n) {
