@@ -401,14 +401,15 @@ cdef class Arena:
 
 
 # storage kinds of plan tensors
-ST_ARENA = 0
-ST_INPUT = 1
-ST_OUTPUT = 2
-ST_CONST = 3
 cdef enum:
     ST_ARENA_C = 0
     ST_INPUT_C = 1
     ST_OUTPUT_C = 2
+    ST_CONST_C = 3
+ST_ARENA = ST_ARENA_C
+ST_INPUT = ST_INPUT_C
+ST_OUTPUT = ST_OUTPUT_C
+ST_CONST = ST_CONST_C
 
 
 cdef class Plan:
@@ -688,7 +689,8 @@ cdef class Plan:
         return None
 
 
-DEF FAST_MAX_DIMS = 32
+cdef enum:
+    FAST_MAX_DIMS = 32
 
 
 cdef class FastRun:

@@ -81,12 +81,13 @@ long cnn_threadpool_peak_busy(int reset) {
 /* Fork detection. A pool made before a fork has no workers in the child, which then runs every job inline. A
  * pthread_atfork child handler counts forks: a pool remembers the count it was made at, and a different count means
  * this is a forked child. This replaced a getpid() per parallel-for (a system call, 243 ns on this VM; a
- * MobileNetV2 run at 2 threads makes 120 such calls, ~0.4% of it). If the handler cannot be registered, getpid() decides, as before. */
+ * MobileNetV2 run at 2 threads makes 120 such calls, ~0.4% of it). If the handler cannot be registered, getpid()
+ * decides, as before. */
 static atomic_uint g_forks = 0;
-static int g_atfork_ok = 0;
+static atomic_int g_atfork_ok = 0;
 static pthread_once_t g_atfork_once = PTHREAD_ONCE_INIT;
 static void on_fork_child(void) { atomic_fetch_add(&g_forks, 1); }
-static void atfork_init(void) { g_atfork_ok = pthread_atfork(NULL, NULL, on_fork_child) == 0; }
+static void atfork_init(void) { atomic_store(&g_atfork_ok, pthread_atfork(NULL, NULL, on_fork_child) == 0); }
 
 struct cnn_threadpool {
   size_t nthreads; /* including the caller */
@@ -203,7 +204,8 @@ cnn_threadpool* cnn_threadpool_create(size_t num_threads) {
 
 /* 1 in the process that made the pool (its workers exist), 0 in a forked child */
 static int in_owner(const cnn_threadpool* p) {
-  if (g_atfork_ok) return atomic_load_explicit(&g_forks, memory_order_relaxed) == p->forks;
+  if (atomic_load_explicit(&g_atfork_ok, memory_order_relaxed))
+    return atomic_load_explicit(&g_forks, memory_order_relaxed) == p->forks;
   return getpid() == p->owner_pid;
 }
 
