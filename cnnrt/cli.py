@@ -246,21 +246,27 @@ def _cmd_bench(args) -> int:
     return 0
 
 
+def _fmt_outside(outside, total):
+    if outside is None:
+        return "not measured"
+    return f"{outside * 1e6:.1f} us, {100 * max(0.0, outside) / total:.1f}%"
+
+
 def _cmd_profile(args) -> int:
     from .session import Session
     from .tools import chrome_trace, input_for, peak_gflops, profile
 
     sess = Session(args.model, num_threads=args.threads, tune=args.tune)
     feed = input_for(sess, args.batch, args.size)
-    rows, total, info = profile(sess, feed, runs=args.runs)
+    rows, total, info, outside = profile(sess, feed, runs=args.runs)
     peak = peak_gflops(sess.num_threads)
     busy = sum(r["seconds"] for r in rows) or 1e-12
     order = sorted(range(len(rows)), key=lambda i: -rows[i]["seconds"]) if args.top else range(len(rows))
     if args.top:
         order = order[:args.top]
     print(f"model {args.model}  batch {args.batch}  threads {sess.num_threads}  isa {sess.isa}  tune {sess.tune}  "
-          f"run {total * 1e3:.3f} ms (nodes {busy * 1e3:.3f} ms, outside nodes "
-          f"{100 * max(0.0, total - busy) / total:.1f}%)  peak {peak:.0f} GFLOP/s")
+          f"run {total * 1e3:.3f} ms (nodes {busy * 1e3:.3f} ms; outside the executor "
+          f"{_fmt_outside(outside, total)})  peak {peak:.0f} GFLOP/s")
     hdr = f"{'#':>3} {'layer':<28} {'op':<18} {'algo':<12} {'output shape':<20} {'ms':>8} {'%':>5} {'GFLOP/s':>8} " \
           f"{'%peak':>6}  fused / why"
     print(hdr)

@@ -108,15 +108,28 @@ def _why(sess, nd, cw_by_name, node_by_name):
 
 
 def profile(sess, feed, runs: int = 20):
-    """Per C node: median time over `runs` runs, with the plan's op/kind/flops/algorithm."""
+    """Per C node: median time over `runs` profiled runs, with the plan's op/kind/flops/algorithm; the median wall
+    time of as many plain runs, alternated with them; and the median time a plain run spends outside the C executor
+    (its wall time minus the executor's own, timed in C: the Python call, checks, output arrays). A plain run takes
+    Session.run's fast path, a profiled one the general path, whose Python work costs tens of us more right after a
+    run, so the profiled runs' wall time would overstate the overhead. Each plain run follows a profiled one, whose
+    Python code evicts some of the fast path's: back-to-back plain runs pay less (ConvNet batch 1: ~5 us against
+    ~7-16 us here), so the figure is an upper bound. Returns rows, wall seconds, plan info, seconds outside the
+    executor (None when the fast path did not run)."""
     info = sess.plan_info({k: v.shape for k, v in feed.items()})
-    sess.run(feed)
+    x = next(iter(feed.values())) if len(feed) == 1 else feed
+    sess.run(x)
     per = []
     totals = []
+    outside = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        sess.run(feed, profile=True)
+        sess.run(x)
         totals.append(time.perf_counter() - t0)
+        fast = sess._fast
+        if fast is not None and fast.last_exec_ns:
+            outside.append(totals[-1] - fast.last_exec_ns * 1e-9)
+        sess.run(x, profile=True)
         per.append(np.asarray(sess.last_profile, np.float64))
     med = np.median(np.stack(per), axis=0) * 1e-9
     cw_by_name = {key[0]: cw for key, cw in sess._prep.conv.items()}
@@ -126,7 +139,7 @@ def profile(sess, feed, runs: int = 20):
         rows.append({"name": nd.name, "op": nd.op, "kind": nd.kind, "fused": nd.fused, "shape": list(nd.out_shape),
                      "algo": nd.algo, "flops": nd.flops, "seconds": float(t),
                      "why": _why(sess, nd, cw_by_name, node_by_name)})
-    return rows, float(np.median(totals)), info
+    return rows, float(np.median(totals)), info, (float(np.median(outside)) if len(outside) == runs else None)
 
 
 def chrome_trace(rows, path):

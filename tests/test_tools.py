@@ -3,6 +3,7 @@ inference — all through subprocesses, as a user runs them."""
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -70,6 +71,10 @@ def test_profile_table_and_trace(tmp_path):
                                        "/features/features.6/Conv", "/features/features.9/Conv",
                                        "/classifier/classifier.1/Gemm", "/classifier/classifier.3/Gemm"]
     assert all(e["ph"] == "X" and e["dur"] > 0 for e in ev)
+    # the header's overhead figure is measured on the plain runs (fast path), not left out
+    m = re.search(r"run ([0-9.]+) ms \(nodes ([0-9.]+) ms; outside the executor ([0-9.]+) us, ([0-9.]+)%\)", lines[0])
+    assert m, lines[0]
+    assert 0 < float(m.group(3)) < 1e3 * float(m.group(1))
 
 
 def test_profile_plot(tmp_path):
