@@ -57,7 +57,7 @@ def cnnrt_profile(model, feed, threads, runs):
     from cnnrt.tools import profile
 
     sess = Session(model, num_threads=threads)
-    rows, total, _, _ = profile(sess, feed, runs=runs)
+    rows, total, _ = profile(sess, feed, runs=runs)
     return {r["name"]: r for r in rows}, total
 
 

@@ -258,7 +258,7 @@ def _cmd_profile(args) -> int:
 
     sess = Session(args.model, num_threads=args.threads, tune=args.tune)
     feed = input_for(sess, args.batch, args.size)
-    rows, total, info, outside = profile(sess, feed, runs=args.runs)
+    rows, total, info, outside = profile(sess, feed, runs=args.runs, with_overhead=True)
     peak = peak_gflops(sess.num_threads)
     busy = sum(r["seconds"] for r in rows) or 1e-12
     order = sorted(range(len(rows)), key=lambda i: -rows[i]["seconds"]) if args.top else range(len(rows))

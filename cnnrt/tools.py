@@ -107,15 +107,15 @@ def _why(sess, nd, cw_by_name, node_by_name):
     return f"{'x'.join(map(str, k))} stride {'x'.join(map(str, strides))}: im2col inside GEMM packing"
 
 
-def profile(sess, feed, runs: int = 20):
+def profile(sess, feed, runs: int = 20, with_overhead: bool = False):
     """Per C node: median time over `runs` profiled runs, with the plan's op/kind/flops/algorithm; the median wall
     time of as many plain runs, alternated with them; and the median time a plain run spends outside the C executor
     (its wall time minus the executor's own, timed in C: the Python call, checks, output arrays). A plain run takes
     Session.run's fast path, a profiled one the general path, whose Python work costs tens of us more right after a
     run, so the profiled runs' wall time would overstate the overhead. Each plain run follows a profiled one, whose
     Python code evicts some of the fast path's: back-to-back plain runs pay less (ConvNet batch 1: ~5 us against
-    ~7-16 us here), so the figure is an upper bound. Returns rows, wall seconds, plan info, seconds outside the
-    executor (None when the fast path did not run)."""
+    ~7-16 us here), so the figure is an upper bound. Returns rows, wall seconds, plan info, and with
+    with_overhead=True also the seconds outside the executor (None when the fast path did not run)."""
     info = sess.plan_info({k: v.shape for k, v in feed.items()})
     x = next(iter(feed.values())) if len(feed) == 1 else feed
     sess.run(x)
@@ -139,6 +139,8 @@ def profile(sess, feed, runs: int = 20):
         rows.append({"name": nd.name, "op": nd.op, "kind": nd.kind, "fused": nd.fused, "shape": list(nd.out_shape),
                      "algo": nd.algo, "flops": nd.flops, "seconds": float(t),
                      "why": _why(sess, nd, cw_by_name, node_by_name)})
+    if not with_overhead:
+        return rows, float(np.median(totals)), info
     return rows, float(np.median(totals)), info, (float(np.median(outside)) if len(outside) == runs else None)
 
 
