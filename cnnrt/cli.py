@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import List, Optional
 
@@ -406,6 +407,15 @@ def main(argv: Optional[List[str]] = None) -> int:
             return 0
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # the reader went away (`cnnrt profile m.onnx | head`): stop quietly, like a tool killed by SIGPIPE, and point
+        # stdout at /dev/null so that the interpreter's final flush does not raise again
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (AttributeError, OSError, ValueError):
+            pass
+        return 141
     except (OSError, ValueError, TypeError, MemoryError) as e:
         msg = str(e).strip().splitlines()
         print(f"cnnrt: error: {' / '.join(m.strip() for m in msg) if msg else type(e).__name__}", file=sys.stderr)

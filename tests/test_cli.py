@@ -68,3 +68,20 @@ def test_info():
     r = cnnrt("info")
     assert r.returncode == 0
     assert "isa:" in r.stdout
+
+
+def test_closed_stdout_stops_quietly(capsys, monkeypatch):
+    """`cnnrt profile m.onnx | head`: when the reader closes the pipe, the CLI stops with the SIGPIPE status (141) and
+    no error message, instead of 'cnnrt: error: [Errno 32] Broken pipe'."""
+    from cnnrt import cli
+
+    class ClosedPipe:
+        def write(self, s):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            pass
+
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    assert cli.main(["info"]) == 141
+    assert capsys.readouterr().err == ""
