@@ -659,12 +659,20 @@ cdef class Plan:
         """Run every node. inputs/outputs: C-contiguous float32 arrays in plan order (checked by the caller)."""
         return self._run(arena, [np.ascontiguousarray(x) for x in inputs], outputs, pool, profile)
 
+    cdef size_t _ws_off(self):
+        """Byte offset of the workspace in the arena (after the tensors, 64-aligned)."""
+        return (self.arena_bytes + 63) & ~(<size_t>63)
+
+    cdef int _check_arena(self, Arena arena) except -1:
+        if arena.nbytes < self._ws_off() + self.workspace_bytes:
+            raise ValueError("arena too small for this plan")
+        return 0
+
     cdef object _run(self, Arena arena, list ins, list outputs, ThreadPool pool, bint profile):
         cdef int32_t t, k
         cdef cnp.ndarray a
-        cdef size_t ws_off = (self.arena_bytes + 63) & ~(<size_t>63)
-        if arena.nbytes < ws_off + self.workspace_bytes:
-            raise ValueError("arena too small for this plan")
+        cdef size_t ws_off = self._ws_off()
+        self._check_arena(arena)
         for t in range(self.ntensors):
             k = self.st_kind[t]
             if k == ST_ARENA_C:
@@ -714,9 +722,7 @@ cdef class FastRun:
 
     def __cinit__(self, Plan plan, Arena arena, ThreadPool pool, lock, name, tuple shape, list out_shapes):
         cdef int i, j
-        cdef size_t ws_off = (plan.arena_bytes + 63) & ~(<size_t>63)
-        if arena.nbytes < ws_off + plan.workspace_bytes:
-            raise ValueError("arena too small for this plan")
+        plan._check_arena(arena)
         if len(shape) > FAST_MAX_DIMS or any(len(s) > FAST_MAX_DIMS for s in out_shapes):
             raise ValueError("too many dimensions")
         self.plan = plan

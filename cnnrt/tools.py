@@ -117,19 +117,18 @@ def profile(sess, feed, runs: int = 20, with_overhead: bool = False):
     ~7-16 us here), so the figure is an upper bound. Returns rows, wall seconds, plan info, and with
     with_overhead=True also the seconds outside the executor (None when the fast path did not run)."""
     info = sess.plan_info({k: v.shape for k, v in feed.items()})
-    x = next(iter(feed.values())) if len(feed) == 1 else feed
-    sess.run(x)
+    sess.run(feed)
     per = []
     totals = []
     outside = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        sess.run(x)
+        sess.run(feed)
         totals.append(time.perf_counter() - t0)
         fast = sess._fast
         if fast is not None and fast.last_exec_ns:
             outside.append(totals[-1] - fast.last_exec_ns * 1e-9)
-        sess.run(x, profile=True)
+        sess.run(feed, profile=True)
         per.append(np.asarray(sess.last_profile, np.float64))
     med = np.median(np.stack(per), axis=0) * 1e-9
     cw_by_name = {key[0]: cw for key, cw in sess._prep.conv.items()}

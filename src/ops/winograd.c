@@ -354,9 +354,9 @@ typedef struct {
  * image row r - pt; ld floats apart in buf), only the floats that come from the image. The rest of the band
  * (padding rows and columns, and the 8 columns of slack) holds the same zeros for every channel: wino_input writes
  * them once per task (a memset of the whole band before its channel loop), not once per channel as the copy did
- * before, row by row with zero loops around each row's image part. Measured in one process, old and new alternating every round, both orders: the
- * ConvNet at batch 1 (three Winograd layers) 0.888-0.904 and 1.115-1.128 (old/new) per layer, at batch 32 0.926 /
- * 1.252 whole run; ResNet-18 at batch 1 0.941 / 1.039 whole run. */
+ * before, row by row with zero loops around each row's image part. Measured in one process, old and new alternating
+ * every round, both orders: the ConvNet at batch 1 (three Winograd layers) 0.888-0.904 and 1.115-1.128 (old/new) per
+ * layer, at batch 32 0.926 / 1.252 whole run; ResNet-18 at batch 1 0.941 / 1.039 whole run. */
 static void copy_band(const float* plane, size_t H, size_t W, size_t pt, size_t pl, size_t r0, size_t rows, size_t c0,
                       size_t cols, float* buf, size_t ld) {
   const ptrdiff_t x0 = (ptrdiff_t)c0 - (ptrdiff_t)pl; /* image column of dst[0] */
