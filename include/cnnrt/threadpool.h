@@ -37,7 +37,8 @@ size_t cnn_threadpool_size(const cnn_threadpool* pool);
  * this off. Returns the largest number of threads seen executing jobs at once (and restarts the count if reset). */
 long cnn_threadpool_peak_busy(int reset);
 
-/* Run fn(ctx, tid, i) for i in [0, n). `pool` may be NULL (inline). Returns when every task is done. */
+/* Run fn(ctx, tid, i) for i in [0, n). `pool` may be NULL (inline). Returns when every task is done; it does not
+ * wait for a worker that wakes up only after the caller has taken the last task (that worker skips the job). */
 void cnn_parallelize_1d(cnn_threadpool* pool, cnn_task_1d fn, void* ctx, size_t n);
 /* Run fn(ctx, tid, i, j) for i in [0, ni), j in [0, nj). */
 void cnn_parallelize_2d(cnn_threadpool* pool, cnn_task_2d fn, void* ctx, size_t ni, size_t nj);
