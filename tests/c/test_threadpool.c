@@ -118,6 +118,16 @@ static void check(int ok, const char* what) {
   }
 }
 
+/* stress() on pool p1 from this thread and on p2 (which may be p1) from a second one, at the same time */
+static void two_callers(cnn_threadpool* p1, cnn_threadpool* p2, uint64_t seed, int jobs, const char* what) {
+  stress_arg a1 = {p1, seed, jobs, 0, 0}, a2 = {p2, seed + 1, jobs, 0, 0};
+  pthread_t t;
+  const int started = pthread_create(&t, NULL, stress, &a2) == 0;
+  stress(&a1);
+  if (started) pthread_join(t, NULL);
+  check(started && a1.failures == 0 && a2.failures == 0, what);
+}
+
 int main(void) {
   /* one caller, pools of 2..4 threads (more threads than this machine's cores is allowed) */
   for (size_t n = 2; n <= 4; n++) {
@@ -135,25 +145,14 @@ int main(void) {
   {
     cnn_threadpool* p1 = cnn_threadpool_create(2);
     cnn_threadpool* p2 = cnn_threadpool_create(2);
-    stress_arg a1 = {p1, 11, 400, 0, 0}, a2 = {p2, 12, 400, 0, 0};
-    pthread_t t;
-    const int started = pthread_create(&t, NULL, stress, &a2) == 0;
-    stress(&a1);
-    if (started) pthread_join(t, NULL);
-    check(started, "second caller thread");
-    check(a1.failures == 0 && a2.failures == 0, "exactly once, two callers on two pools");
+    two_callers(p1, p2, 11, 400, "exactly once, two callers on two pools");
     cnn_threadpool_destroy(p1);
     cnn_threadpool_destroy(p2);
   }
   /* one pool, two callers: their jobs are serialized, each still exactly once */
   {
     cnn_threadpool* p = cnn_threadpool_create(2);
-    stress_arg a1 = {p, 21, 300, 0, 0}, a2 = {p, 22, 300, 0, 0};
-    pthread_t t;
-    const int started = pthread_create(&t, NULL, stress, &a2) == 0;
-    stress(&a1);
-    if (started) pthread_join(t, NULL);
-    check(started && a1.failures == 0 && a2.failures == 0, "exactly once, two callers on one pool");
+    two_callers(p, p, 21, 300, "exactly once, two callers on one pool");
     cnn_threadpool_destroy(p);
   }
   printf("test_threadpool: %d passed, %d failed\n", g_pass, g_fail);
