@@ -130,7 +130,9 @@ void cnn_conv_pack_b_im2col__avx2(const cnn_conv_im2col* g, const float* in, siz
 /* Depthwise: one output plane from one input plane and its kh x kw filter.
  *   out[oy, ox] = act(clamp(bias + sum in[oy*sh - pt + ky*dh, ox*sw - pl + kx*dw] * w[ky*kw + kx] + residual[oy, ox]))
  * ox_lo/ox_hi: output columns in [ox_lo, ox_hi) never read horizontal padding (computed by
- * cnn_dwconv_params_init). act_fn (or NULL) is applied to each finished output row. */
+ * cnn_dwconv_params_init). act_fn (or NULL) runs once on the whole output after the last row (on rows of 56 / 112
+ * floats, the activation kernel costs 0.93 / 0.66 ns per element against 0.49 on a plane: SiLU, data in L2); so do
+ * the padded-plane and direct kernels' (the direct one per output channel). */
 typedef struct cnn_dwconv_params {
   size_t h, w, oh, ow;
   size_t kh, kw, sh, sw, dh, dw, pt, pl;

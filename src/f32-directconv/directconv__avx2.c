@@ -201,8 +201,6 @@ static inline __attribute__((always_inline)) void run_plain(const cnn_directconv
         tile(base, toff, nt, w, vb, nc, ox, ow, rrow, orow, lo, hi, 2, cm);
       else if (ox < owv)
         tile(base, toff, nt, w, vb, nc, ox, ow, rrow, orow, lo, hi, 1, cm);
-      if (p->act_fn)
-        for (size_t c = 0; c < nc; c++) p->act_fn(p->act, orow[c], orow[c], ow);
     }
   }
 }
@@ -276,4 +274,10 @@ void cnn_f32_directconv__avx2(const cnn_directconv_params* p, const float* pad, 
     else if (cm == 1) plain_cm1(p, pad, wpk, bias, residual, out);
     else plain_cm2(p, pad, wpk, bias, residual, out);
   }
+  /* a non-clamp activation on each channel's rows at once, not per row (see cnn_dwconv_params) */
+  if (p->act_fn)
+    for (size_t co = 0; co < p->cout; co++) {
+      float* o = out + co * p->ostride;
+      p->act_fn(p->act, o, o, p->oh * p->ow);
+    }
 }

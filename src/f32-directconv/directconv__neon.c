@@ -162,8 +162,12 @@ void cnn_f32_directconv__neon(const cnn_directconv_params* p, const float* pad, 
       size_t ox = 0;
       for (; ox + 16 <= owv; ox += 16) tile(base, toff, nt, w, vb, nc, ox, ow, rrow, orow, lo, hi, 4);
       for (; ox < owv; ox += 4) tile(base, toff, nt, w, vb, nc, ox, ow, rrow, orow, lo, hi, 1);
-      if (p->act_fn)
-        for (size_t c = 0; c < nc; c++) p->act_fn(p->act, orow[c], orow[c], ow);
     }
   }
+  /* a non-clamp activation on each channel's rows at once, not per row (see cnn_dwconv_params) */
+  if (p->act_fn)
+    for (size_t co = 0; co < p->cout; co++) {
+      float* o = out + co * p->ostride;
+      p->act_fn(p->act, o, o, p->oh * p->ow);
+    }
 }

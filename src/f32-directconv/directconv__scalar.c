@@ -49,6 +49,11 @@ void cnn_f32_directconv__scalar(const cnn_directconv_params* p, const float* pad
       float* orow = out + co * p->ostride + oy * p->ow;
       const float* rrow = residual ? residual + co * p->ostride + oy * p->ow : NULL;
       for (size_t ox = 0; ox < p->ow; ox++) orow[ox] = out_at(p, pad, wc, bias, rrow, co, oy, ox);
-      if (p->act_fn) p->act_fn(p->act, orow, orow, p->ow);
+    }
+  /* a non-clamp activation on each channel's rows at once, not per row (see cnn_dwconv_params) */
+  if (p->act_fn)
+    for (size_t co = 0; co < p->cout; co++) {
+      float* o = out + co * p->ostride;
+      p->act_fn(p->act, o, o, p->oh * p->ow);
     }
 }

@@ -61,10 +61,6 @@ static inline __attribute__((always_inline)) void dw_impl(const cnn_dwconv_padde
       cnn_dw_finish8(_mm256_add_ps(a0, b0), q0 ? q0 + ox : NULL, o0 + ox, lo, hi, m, full);
       cnn_dw_finish8(_mm256_add_ps(a1, b1), q1 ? q1 + ox : NULL, o1 + ox, lo, hi, m, full);
     }
-    if (p->act_fn) {
-      p->act_fn(p->act, o0, o0, ow);
-      p->act_fn(p->act, o1, o1, ow);
-    }
   }
   for (; oy < oh; oy++) {
     const float* r0 = pad + oy * sh * pw;
@@ -87,7 +83,6 @@ static inline __attribute__((always_inline)) void dw_impl(const cnn_dwconv_padde
       const int full = ox < full_end;
       cnn_dw_finish8(_mm256_add_ps(a0, b0), q0 ? q0 + ox : NULL, o0 + ox, lo, hi, full ? mfull : mrem, full);
     }
-    if (p->act_fn) p->act_fn(p->act, o0, o0, ow);
   }
 }
 #undef LD
@@ -110,6 +105,7 @@ void cnn_f32_dwconv_padded__avx2(const cnn_dwconv_padded_params* p, const float*
     else
       dw_impl(p, pad, w, bias, residual, out, kh, kw, 2);
   }
+  if (p->act_fn) p->act_fn(p->act, out, out, p->oh * p->ow); /* the whole output at once (see cnn_dwconv_params) */
 }
 
 /* Same result as cnn_dwconv_pad_plane (bit-exact copy); may also write zeros up to 8 floats past a row's end (into

@@ -81,10 +81,6 @@ static inline void dw_impl(const cnn_dwconv_padded_params* p, const float* pad, 
       store8(vaddq_f32(a00, b00), vaddq_f32(a01, b01), q0, o0, ox, ow, lo, hi);
       store8(vaddq_f32(a10, b10), vaddq_f32(a11, b11), q1, o1, ox, ow, lo, hi);
     }
-    if (p->act_fn) {
-      p->act_fn(p->act, o0, o0, ow);
-      p->act_fn(p->act, o1, o1, ow);
-    }
   }
   for (; oy < oh; oy++) {
     const float* r0 = pad + oy * sh * pw;
@@ -108,7 +104,6 @@ static inline void dw_impl(const cnn_dwconv_padded_params* p, const float* pad, 
       }
       store8(vaddq_f32(a00, b00), vaddq_f32(a01, b01), q0, o0, ox, ow, lo, hi);
     }
-    if (p->act_fn) p->act_fn(p->act, o0, o0, ow);
   }
 }
 
@@ -125,4 +120,5 @@ void cnn_f32_dwconv_padded__neon(const cnn_dwconv_padded_params* p, const float*
     dw_impl(p, pad, w, bias, residual, out, 5, 5);
   else
     dw_generic(p, pad, w, bias, residual, out);
+  if (p->act_fn) p->act_fn(p->act, out, out, p->oh * p->ow); /* the whole output at once (see cnn_dwconv_params) */
 }

@@ -86,8 +86,8 @@ void cnn_f32_dwconv_padded__scalar(const cnn_dwconv_padded_params* p, const floa
       acc = acc > p->max ? p->max : acc;
       orow[ox] = acc;
     }
-    if (p->act_fn) p->act_fn(p->act, orow, orow, p->ow);
   }
+  if (p->act_fn) p->act_fn(p->act, out, out, p->oh * p->ow); /* the whole output at once (see cnn_dwconv_params) */
 }
 
 int cnn_dwconv_c8_geometry(const cnn_conv2d_desc* d, size_t h, size_t w, size_t oh, size_t ow, cnn_dwconv_c8_params* p,

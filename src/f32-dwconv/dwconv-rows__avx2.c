@@ -159,10 +159,6 @@ static inline __attribute__((always_inline)) void rows_pass(const cnn_dwconv_par
     finish(v0, q0 ? q0 + ox : NULL, o0 + ox, lo, hi, m, full, S);
     if (TWO) finish(v1, q1 ? q1 + ox : NULL, o1 + ox, lo, hi, m, full, S);
   }
-  if (p->act_fn) {
-    p->act_fn(p->act, o0, o0, ow);
-    if (TWO) p->act_fn(p->act, o1, o1, ow);
-  }
 }
 
 static inline __attribute__((always_inline)) void rows_impl(const cnn_dwconv_params* p, const float* in,
@@ -229,4 +225,5 @@ void cnn_f32_dwconv_rows__avx2(const cnn_dwconv_params* p, const float* in, cons
   for (; i + 8 <= p->w; i += 8) _mm256_storeu_ps(zrow + i, z);
   for (; i < p->w; i++) zrow[i] = 0.0f;
   rows_dispatch(p, in, w, bias, residual, out, zrow);
+  if (p->act_fn) p->act_fn(p->act, out, out, p->oh * p->ow); /* the whole output at once (see cnn_dwconv_params) */
 }

@@ -161,6 +161,6 @@ void cnn_f32_dwconv__avx2(const cnn_dwconv_params* p, const float* in, const flo
       cnn_dw_finish8(edge_vec(p, in, w, vb, iy0, ky_lo, ky_hi, ox, m, tabulate ? etab[e] : NULL), rrow ? rrow + ox : NULL,
               orow + ox, lo, hi, m, r == 8);
     }
-    if (p->act_fn) p->act_fn(p->act, orow, orow, p->ow);
   }
+  if (p->act_fn) p->act_fn(p->act, out, out, p->oh * p->ow); /* the whole output at once (see cnn_dwconv_params) */
 }

@@ -116,6 +116,6 @@ void cnn_f32_dwconv__neon(const cnn_dwconv_params* p, const float* in, const flo
     }
     for (; ox < ow; ox++) /* right edge, interior leftovers (and rows with no valid filter row) */
       orow[ox] = finish1(dw_one(p, in, w, bias, iy0, ky_lo, ky_hi, ox), rrow, ox, p->min, p->max);
-    if (p->act_fn) p->act_fn(p->act, orow, orow, ow);
   }
+  if (p->act_fn) p->act_fn(p->act, out, out, p->oh * p->ow); /* the whole output at once (see cnn_dwconv_params) */
 }

@@ -67,8 +67,8 @@ void cnn_f32_dwconv__scalar(const cnn_dwconv_params* p, const float* in, const f
       acc = acc > p->max ? p->max : acc;
       orow[ox] = acc;
     }
-    if (p->act_fn) p->act_fn(p->act, orow, orow, p->ow);
   }
+  if (p->act_fn) p->act_fn(p->act, out, out, p->oh * p->ow); /* the whole output at once (see cnn_dwconv_params) */
 }
 
 /* the shapes of cnn_f32_dwconv_rows__avx2 (int32 column arithmetic: rows well below 2^30) */

@@ -626,16 +626,7 @@ typedef struct {
   float* ws;
   size_t slice;
   cnn_dwconv_params rprm; /* the no-copy kernel's parameters (dwr_task) */
-  /* A non-clamp activation (SiLU...) runs on each finished output plane, not in the kernels per output row: on rows
-   * of 56 / 112 floats the activation kernel cost 0.93 / 0.66 ns per element against 0.49 on a plane (SiLU, L2).
-   * EfficientNet-B0, 1 thread, per node: its 144-channel 3x3 at 56x56 0.85x, the stride-2 one to 56x56 0.975x. */
-  cnn_gemm_act_fn act_fn;
-  const cnn_act* act;
 } dwp_ctx;
-
-static inline void plane_act(const dwp_ctx* x, float* o) {
-  if (x->act_fn) x->act_fn(x->act, o, o, x->OHW);
-}
 
 static void dwp_task(void* vctx, size_t tid, size_t i) {
   const dwp_ctx* x = (const dwp_ctx*)vctx;
@@ -658,7 +649,6 @@ static void dwp_task(void* vctx, size_t tid, size_t i) {
       const size_t o = (n * C + co) * x->OHW;
       x->fn(&x->prm, pad, w->packed + co * khw, w->bias ? w->bias[co] : 0.0f, x->res ? x->res + o : NULL,
             x->out + o);
-      plane_act(x, x->out + o);
     }
   }
 }
@@ -681,7 +671,6 @@ static void dwr_task(void* vctx, size_t tid, size_t i) {
       const size_t o = (n * C + co) * x->OHW;
       w->dwrows(&x->rprm, x->in + plane * x->HW, w->packed + co * khw, w->bias ? w->bias[co] : 0.0f,
                 x->res ? x->res + o : NULL, x->out + o, zrow);
-      plane_act(x, x->out + o);
     }
   }
 }
@@ -714,7 +703,6 @@ static void dwc8_task(void* vctx, size_t tid, size_t i) {
         w->dwpad(&pp->prm, pp->in + (n * C + c) * pp->HW, pp->H, pp->W, buf);
         pp->fn(&pp->prm, buf, w->packed + c * khw, w->bias ? w->bias[c] : 0.0f, pp->res ? pp->res + o : NULL,
                pp->out + o);
-        plane_act(pp, pp->out + o);
       }
     }
   }
@@ -731,10 +719,6 @@ typedef struct {
   cnn_directconv_params dp;
   float* ws;
   float* scr; /* fused 2x2 max-pool: per-thread band outputs (Cout x rows x OW floats each), else NULL */
-  /* a non-clamp activation: on each channel's band rows (r * OW floats) after the kernel, not per output row in it
-   * (as dwp_ctx.act_fn) */
-  cnn_gemm_act_fn act_fn;
-  const cnn_act* act;
 } direct_ctx;
 
 /* task i = (image n, band b): pad the band's input rows of every channel, then all output channels of the band */
@@ -773,8 +757,6 @@ static void direct_task(void* vctx, size_t tid, size_t i) {
     const size_t OW = x->OW, PH = x->OH / 2, PW = OW / 2, C = d->out_channels, band = x->rows * OW;
     float* s = x->scr + tid * C * band;
     w->direct(&dp, pad, w->packed, w->bias, NULL, s);
-    if (x->act_fn)
-      for (size_t c = 0; c < C; c++) x->act_fn(x->act, s + c * band, s + c * band, r * OW);
     for (size_t c = 0; c < C; c++)
       for (size_t pr = 0; pr < r / 2; pr++) {
         const float* a = s + c * band + 2 * pr * OW;
@@ -792,11 +774,6 @@ static void direct_task(void* vctx, size_t tid, size_t i) {
   }
   const size_t o = n * d->out_channels * x->OH * x->OW + oy0 * x->OW;
   w->direct(&dp, pad, w->packed, w->bias, x->res ? x->res + o : NULL, x->out + o);
-  if (x->act_fn)
-    for (size_t c = 0; c < d->out_channels; c++) {
-      float* oc = x->out + o + c * x->OH * x->OW;
-      x->act_fn(x->act, oc, oc, r * x->OW);
-    }
 }
 
 static void dw_task(void* vctx, size_t tid, size_t n, size_t co) {
@@ -1079,10 +1056,8 @@ void cnn_conv2d_run(const cnn_conv2d_plan* p, const float* in, float* out, const
       }
       x.dp.min = w->act_min;
       x.dp.max = w->act_max;
-      x.dp.act_fn = NULL; /* x.act_fn, after the kernel */
+      x.dp.act_fn = w->act_fn;
       x.dp.act = &d->act;
-      x.act_fn = w->act_fn;
-      x.act = &d->act;
       cnn_parallelize_1d(pool, direct_task, &x, p->batch * x.bands);
       return;
     }
@@ -1104,10 +1079,8 @@ void cnn_conv2d_run(const cnn_conv2d_plan* p, const float* in, float* out, const
           x.OHW = p->out_h * p->out_w;
           x.prm.min = w->act_min;
           x.prm.max = w->act_max;
-          x.prm.act_fn = NULL; /* plane_act */
+          x.prm.act_fn = w->act_fn;
           x.prm.act = &d->act;
-          x.act_fn = w->act_fn;
-          x.act = &d->act;
           x.fn = w->dwp;
           x.ws = (float*)workspace;
           x.slice = cnn_round_up(fl, CNN_ALIGN / sizeof(float));
@@ -1152,7 +1125,7 @@ void cnn_conv2d_run(const cnn_conv2d_plan* p, const float* in, float* out, const
             cnn_dwconv_params_init(&x.rprm, d, p->in_h, p->in_w, p->out_h, p->out_w);
             x.rprm.min = w->act_min;
             x.rprm.max = w->act_max;
-            x.rprm.act_fn = NULL; /* plane_act */
+            x.rprm.act_fn = w->act_fn;
             x.rprm.act = &d->act;
             cnn_parallelize_1d(pool, dwr_task, &x, cnn_div_up(x.units, upt));
             return;
