@@ -3,7 +3,9 @@
 ISA handling (nothing assumes the build machine's CPU, no -march=native):
   * x86-64: files named *__avx2.c are compiled with -mavx2 -mfma (only those files); the choice between them and the
     scalar files is made at run time from cpuid (src/hardware.c).
-  * aarch64: files named *__neon.c are built (NEON is part of the base ISA); *__avx2.c files are skipped.
+  * x86-64: files named *__avx512.c (the AVX-512F GEMM micro-kernels) are compiled with -mavx512f; cpuid + xgetbv
+    decide at run time whether they are used.
+  * aarch64: files named *__neon.c are built (NEON is part of the base ISA); *__avx2.c / *__avx512.c are skipped.
   * any other CPU: only the portable scalar files are built.
 CNNRT_EXTRA_CFLAGS adds flags (for example -O0 -g, or -march=native for a local experiment).
 """
@@ -27,7 +29,7 @@ def c_sources():
     out = []
     for path in sorted(glob.glob(os.path.join("src", "**", "*.c"), recursive=True)):
         name = os.path.basename(path)
-        if "__avx2" in name and not IS_X86_64:
+        if ("__avx2" in name or "__avx512" in name) and not IS_X86_64:
             continue
         if "__neon" in name and not IS_AARCH64:
             continue
@@ -42,7 +44,7 @@ EXTRA = os.environ.get("CNNRT_EXTRA_CFLAGS", "").split()
 
 
 class BuildExt(build_ext):
-    """Per-file flags: AVX2/FMA only for *__avx2.c."""
+    """Per-file flags: AVX2/FMA only for *__avx2.c, AVX-512F only for *__avx512.c."""
 
     def build_extensions(self):
         compiler = self.compiler
@@ -54,6 +56,8 @@ class BuildExt(build_ext):
                 post = [f for f in post if f != "-std=c11"] + ["-std=c11"]
                 if "__avx2" in os.path.basename(src):
                     post += ["-mavx2", "-mfma", "-mf16c"]
+                elif "__avx512" in os.path.basename(src):
+                    post += ["-mavx512f", "-mavx2", "-mfma", "-mf16c"]
             else:  # Cython-generated C: no -std=c11 pedantry
                 post = [f for f in post if f != "-std=c11"]
             return original(obj, src, ext, cc_args, post, pp_opts)

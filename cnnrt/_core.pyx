@@ -16,7 +16,7 @@ from cnnrt._core cimport *
 
 cnp.import_array()
 
-ISA_NAMES = ("scalar", "avx2", "neon")
+ISA_NAMES = ("scalar", "avx2", "neon", "avx512")  # index = cnn_isa (include/cnnrt/hardware.h)
 
 NODE_KINDS = {
     "conv": CNN_NODE_CONV, "fc": CNN_NODE_FC, "matmul": CNN_NODE_MATMUL, "pool2d": CNN_NODE_POOL2D,
@@ -50,7 +50,7 @@ def cpu_info():
     return {
         "isa": cnn_isa_name(active).decode(),
         "best_isa": cnn_isa_name(best).decode(),
-        "supported_isas": [ISA_NAMES[i] for i in range(3) if cnn_hw_isa_supported(i)],
+        "supported_isas": [ISA_NAMES[i] for i in range(len(ISA_NAMES)) if cnn_hw_isa_supported(i)],
         "num_cpus": cnn_hw_num_cpus(),
     }
 

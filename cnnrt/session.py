@@ -38,7 +38,7 @@ class Session:
 
     Session(model, num_threads=None, isa=None, optimize=True, memory_limit=None)
       model: path, bytes or onnx.ModelProto. num_threads: threads this session's runs use (default: the CPU count).
-      isa: force a kernel path ("scalar", "avx2", "neon"); default: the best one (or CNNRT_ISA).
+      isa: force a kernel path ("scalar", "avx2", "avx512", "neon"); default: the best one (or CNNRT_ISA).
       winograd: False forces Winograd off (3x3 stride-1 layers then use GEMM; CNNRT_WINOGRAD=0 does the same).
       memory_limit: refuse (ModelError) a plan whose memory (arena + packed weights) would exceed this many bytes;
         default: half of the machine's physical memory (CNNRT_MEMORY_LIMIT overrides, in bytes).

@@ -30,10 +30,25 @@ static int x86_has_avx2_fma(void) {
   __cpuid_count(7, 0, a, b, c, d);
   return (b >> 5) & 1; /* AVX2 */
 }
+
+/* AVX-512F, with the OS saving opmask (XCR0 bit 5) and the upper ZMM state (bits 6, 7). */
+static int x86_has_avx512f(void) {
+  if (!x86_has_avx2_fma()) return 0;
+  unsigned a, b, c, d;
+  __cpuid_count(7, 0, a, b, c, d);
+  if (!((b >> 16) & 1)) return 0;
+  unsigned lo, hi;
+  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  (void)hi;
+  return (lo & 0xE6u) == 0xE6u;
+}
 #endif
 
 static int detect_best(void) {
 #if defined(CNN_ARCH_X86_64) && !defined(CNNRT_NO_AVX2)
+#ifndef CNNRT_NO_AVX512
+  if (x86_has_avx512f()) return CNN_ISA_AVX512;
+#endif
   if (x86_has_avx2_fma()) return CNN_ISA_AVX2;
 #elif defined(CNN_ARCH_AARCH64) && !defined(CNNRT_NO_NEON)
   return CNN_ISA_NEON;
@@ -48,13 +63,16 @@ int cnn_hw_best_isa(void) {
 
 int cnn_hw_isa_supported(int isa) {
   if (isa == CNN_ISA_SCALAR) return 1;
-  return isa > 0 && isa < CNN_ISA_COUNT && isa == cnn_hw_best_isa();
+  const int best = cnn_hw_best_isa();
+  if (isa == CNN_ISA_AVX2 && best == CNN_ISA_AVX512) return 1;
+  return isa > 0 && isa < CNN_ISA_COUNT && isa == best;
 }
 
 static int parse_isa(const char* s) {
   if (!s) return -1;
   if (!strcmp(s, "scalar")) return CNN_ISA_SCALAR;
   if (!strcmp(s, "avx2")) return CNN_ISA_AVX2;
+  if (!strcmp(s, "avx512")) return CNN_ISA_AVX512;
   if (!strcmp(s, "neon")) return CNN_ISA_NEON;
   return -1;
 }
@@ -80,6 +98,7 @@ const char* cnn_isa_name(int isa) {
     case CNN_ISA_SCALAR: return "scalar";
     case CNN_ISA_AVX2: return "avx2";
     case CNN_ISA_NEON: return "neon";
+    case CNN_ISA_AVX512: return "avx512";
     default: return "unknown";
   }
 }

@@ -66,7 +66,7 @@ def test_whole_heldout_split_matches_pytorch_and_onnxruntime(sessions, heldout):
     assert acc >= 0.97, acc
 
 
-@pytest.mark.parametrize("isa", ["scalar", "avx2", "neon"])
+@pytest.mark.parametrize("isa", ["scalar", "avx2", "avx512", "neon"])
 def test_every_isa_gives_the_same_predictions(model_path, heldout, isa):
     if isa not in cnnrt.cpu_info()["supported_isas"]:
         pytest.skip(f"{isa} not supported here")

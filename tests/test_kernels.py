@@ -11,7 +11,7 @@ import pytest
 import cnnrt
 from cnnrt import _core
 
-ISAS = [i for i in ("scalar", "avx2", "neon") if i in cnnrt.cpu_info()["supported_isas"]]
+ISAS = [i for i in ("scalar", "avx2", "avx512", "neon") if i in cnnrt.cpu_info()["supported_isas"]]
 ALGOS = ["gemm", "reference", "auto"]
 
 

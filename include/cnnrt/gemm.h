@@ -38,6 +38,13 @@ typedef void (*cnn_gemm_ukernel_fn)(size_t m, size_t n, size_t kc, const float* 
 typedef void (*cnn_gemm_ukernel_ldb_fn)(size_t m, size_t n, size_t kc, const float* a, const float* b, size_t ldb,
                                         float* c, size_t ldc, int accumulate, const cnn_gemm_epilogue* epi);
 
+/* The micro-kernel (ldb == 0: packed B, as cnn_gemm_ukernel_fn; ldb > 0: unpacked B, as cnn_gemm_ukernel_ldb_fn)
+ * that also prefetches (to L2) the pf_lines cache lines from pf on, one per k step, so that a caller's prefetch of
+ * the next A block is spread over the tile's compute instead of issued as a burst that stalls on the fill buffers. */
+typedef void (*cnn_gemm_ukernel_pf_fn)(size_t m, size_t n, size_t kc, const float* a, const float* b, size_t ldb,
+                                       float* c, size_t ldc, int accumulate, const cnn_gemm_epilogue* epi,
+                                       const void* pf, size_t pf_lines);
+
 /* Blocking parameters and kernel of one ISA (data, not literals in code). */
 typedef struct cnn_gemm_config {
   int isa;
@@ -52,6 +59,8 @@ typedef struct cnn_gemm_config {
   cnn_gemm_ukernel_fn gemv2;
   /* the ukernel on an unpacked B (1x1 convolutions read the input in place), or NULL */
   cnn_gemm_ukernel_ldb_fn ukernel_ldb;
+  /* the ukernel / ukernel_ldb with the prefetch spread over its k loop, or NULL (the macro-kernel prefetches) */
+  cnn_gemm_ukernel_pf_fn ukernel_pf;
 } cnn_gemm_config;
 
 /* Config for `isa` (NULL if not built/supported); isa < 0 means the active ISA. */
@@ -87,6 +96,18 @@ void cnn_f32_gemm_ukernel_1x32__avx2(size_t m, size_t n, size_t kc, const float*
 /* AVX2+FMA 6x16 micro-kernel (compiled with -mavx2 -mfma; call only when cnn_hw_isa_supported(CNN_ISA_AVX2)). */
 void cnn_f32_gemm_ukernel_6x16__avx2(size_t m, size_t n, size_t kc, const float* a, const float* b, float* c,
                                      size_t ldc, int accumulate, const cnn_gemm_epilogue* epi);
+#endif
+#if defined(__x86_64__)
+/* AVX-512F 16x16 micro-kernel and its unpacked-B variant (compiled with -mavx512f; call only when
+ * cnn_hw_isa_supported(CNN_ISA_AVX512)). */
+void cnn_f32_gemm_ukernel_16x16__avx512(size_t m, size_t n, size_t kc, const float* a, const float* b, float* c,
+                                        size_t ldc, int accumulate, const cnn_gemm_epilogue* epi);
+void cnn_f32_gemm_ukernel_16x16_ldb__avx512(size_t m, size_t n, size_t kc, const float* a, const float* b,
+                                            size_t ldb, float* c, size_t ldc, int accumulate,
+                                            const cnn_gemm_epilogue* epi);
+void cnn_f32_gemm_ukernel_16x16_pf__avx512(size_t m, size_t n, size_t kc, const float* a, const float* b,
+                                           size_t ldb, float* c, size_t ldc, int accumulate,
+                                           const cnn_gemm_epilogue* epi, const void* pf, size_t pf_lines);
 #endif
 #if defined(__aarch64__)
 /* NEON 6x16 micro-kernel and its 1x16 GEMV companion (aarch64: Advanced SIMD is always present). */

@@ -23,6 +23,16 @@ static const cnn_eltwise_config g_avx2 = {
     cnn_f32_channel_affine__avx2,
     cnn_f32_softmax__avx2,
 };
+/* AVX-512 CPUs run the AVX2 element-wise kernels (only the GEMM micro-kernels are AVX-512) */
+static const cnn_eltwise_config g_avx512 = {
+    CNN_ISA_AVX512,
+    cnn_f32_act__avx2,
+    cnn_f32_binary__avx2,
+    cnn_f32_pool2d__avx2,
+    cnn_f32_global_pool__avx2,
+    cnn_f32_channel_affine__avx2,
+    cnn_f32_softmax__avx2,
+};
 #endif
 
 #if defined(__aarch64__) && !defined(CNNRT_NO_NEON)
@@ -45,6 +55,7 @@ const cnn_eltwise_config* cnn_eltwise_config_get(int isa) {
   switch (isa) {
 #ifdef CNN_HAVE_AVX2_KERNELS
     case CNN_ISA_AVX2: return &g_avx2;
+    case CNN_ISA_AVX512: return &g_avx512;
 #endif
 #ifdef CNN_HAVE_NEON_KERNELS
     case CNN_ISA_NEON: return &g_neon;

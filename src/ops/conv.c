@@ -285,7 +285,7 @@ cnn_conv2d_weights* cnn_conv2d_weights_create(const cnn_conv2d_desc* d, const fl
       }
     cw->pack_b = cnn_conv_pack_b_im2col__scalar;
 #if defined(__x86_64__) && !defined(CNNRT_NO_AVX2)
-    if (cw->isa == CNN_ISA_AVX2) cw->pack_b = cnn_conv_pack_b_im2col__avx2;
+    if (cnn_isa_is_avx2(cw->isa)) cw->pack_b = cnn_conv_pack_b_im2col__avx2;
 #endif
   } else if (algo == CNN_CONV_ALGO_DIRECT) {
     const size_t K = cw->K, CB = CNN_DIRECT_CB, C = d->out_channels;
@@ -302,7 +302,7 @@ cnn_conv2d_weights* cnn_conv2d_weights_create(const cnn_conv2d_desc* d, const fl
     cw->direct = cnn_f32_directconv__scalar;
     cw->dwpad = cnn_dwconv_pad_plane;
 #if defined(__x86_64__) && !defined(CNNRT_NO_AVX2)
-    if (cw->isa == CNN_ISA_AVX2) {
+    if (cnn_isa_is_avx2(cw->isa)) {
       cw->direct = cnn_f32_directconv__avx2;
       cw->dwpad = cnn_dwconv_pad_plane__avx2;
     }
@@ -316,7 +316,7 @@ cnn_conv2d_weights* cnn_conv2d_weights_create(const cnn_conv2d_desc* d, const fl
     cw->dwp = cnn_f32_dwconv_padded__scalar;
     cw->dwpad = cnn_dwconv_pad_plane;
 #if defined(__x86_64__) && !defined(CNNRT_NO_AVX2)
-    if (cw->isa == CNN_ISA_AVX2) {
+    if (cnn_isa_is_avx2(cw->isa)) {
       cw->dw = cnn_f32_dwconv__avx2;
       cw->dwp = cnn_f32_dwconv_padded__avx2;
       cw->dwpad = cnn_dwconv_pad_plane__avx2;
@@ -821,7 +821,8 @@ int cnn_conv2d_plan_fuse_maxpool2(cnn_conv2d_plan* p) {
 #define EXPAND_DW_BAND_BYTES ((size_t)160 << 10)
 static size_t g_expand_dw_band_bytes = 0; /* tests: another budget (many small bands) */
 void cnn_conv2d_set_expand_dw_band_bytes(size_t bytes) { g_expand_dw_band_bytes = bytes; }
-#define EXPAND_DW_CG 24 /* channels per group: 4 GEMM row panels */
+#define EXPAND_DW_CG 24 /* channels per group: 4 GEMM row panels of 6 (AVX2); rounded up to a multiple of the ISA's mr
+                         * (the group's A panels start at a panel boundary): 32 with AVX-512's 16 */
 
 int cnn_conv2d_expand_dw_ok(const cnn_conv2d_weights* pw, const cnn_conv2d_weights* dw, size_t in_h, size_t in_w) {
   if (!pw || !dw || in_h == 0 || in_w == 0) return 0;
@@ -868,7 +869,7 @@ int cnn_conv2d_plan_fuse_dw(cnn_conv2d_plan* p, const cnn_conv2d_weights* dw) {
   size_t oh, ow;
   if (!cnn_conv2d_out_size(&dw->d, p->in_h, p->in_w, &oh, &ow)) return CNN_ERR_UNSUPPORTED;
   const size_t C = dw->d.in_channels, kh = dw->d.kernel_h, sh = dw->d.stride_h, W = p->in_w;
-  const size_t cg = cnn_min_sz(C, EXPAND_DW_CG);
+  const size_t cg = cnn_min_sz(C, cnn_round_up(EXPAND_DW_CG, p->w->cfg->mr));
   /* input rows per band within the byte budget, at least one output row's window and one stride more */
   const size_t budget = g_expand_dw_band_bytes ? g_expand_dw_band_bytes : EXPAND_DW_BAND_BYTES;
   const size_t ri = cnn_max_sz(budget / sizeof(float) / (cg * W), kh + sh);
@@ -1106,7 +1107,7 @@ void cnn_conv2d_run(const cnn_conv2d_plan* p, const float* in, float* out, const
 #if defined(__x86_64__) && !defined(CNNRT_NO_AVX2)
           dwc8_ctx c8;
           size_t yf;
-          if (w->isa == CNN_ISA_AVX2 && dw_c8_ok(w, p->in_h, p->in_w, p->out_h, p->out_w, &c8.cp, &c8.xf, &yf)) {
+          if (cnn_isa_is_avx2(w->isa) && dw_c8_ok(w, p->in_h, p->in_w, p->out_h, p->out_w, &c8.cp, &c8.xf, &yf)) {
             c8.pp = x;
             c8.cp.min = w->act_min;
             c8.cp.max = w->act_max;

@@ -198,7 +198,7 @@ cnn_wino_weights* cnn_wino_weights_create(const cnn_conv2d_desc* d, const float*
   ww->in_fn = cnn_wino_input__scalar;
   ww->out_fn = cnn_wino_output__scalar;
 #if defined(__x86_64__) && !defined(CNNRT_NO_AVX2)
-  if (cfg->isa == CNN_ISA_AVX2) {
+  if (cnn_isa_is_avx2(cfg->isa)) {
     ww->in_fn = cnn_wino_input__avx2;
     ww->out_fn = cnn_wino_output__avx2;
     ww->outpool_fn = cnn_wino_output_pool__avx2;

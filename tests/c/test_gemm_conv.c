@@ -78,7 +78,7 @@ static float act_ref1(const cnn_act* a, double x) {
 static int isa_list(int* isas) {
   int n = 0;
   for (int isa = 0; isa < CNN_ISA_COUNT; isa++)
-    if (cnn_hw_isa_supported(isa) && (isa == CNN_ISA_SCALAR || isa == CNN_ISA_AVX2 || isa == CNN_ISA_NEON))
+    if (cnn_hw_isa_supported(isa) && (isa == CNN_ISA_SCALAR || isa == CNN_ISA_AVX2 || isa == CNN_ISA_AVX512 || isa == CNN_ISA_NEON))
       isas[n++] = isa;
   return n;
 }
@@ -426,6 +426,103 @@ static void test_ukernel_neon(void) {
   CHECK(cfg && cfg->isa == CNN_ISA_NEON && cfg->mr == UMR && cfg->nr == UNR &&
             cfg->ukernel == cnn_f32_gemm_ukernel_6x16__neon && cfg->gemv == cnn_f32_gemm_ukernel_1x16__neon,
         "neon gemm config");
+}
+#endif
+
+#if defined(__x86_64__)
+/* AVX-512F 16x16 micro-kernel, packed and unpacked B, vs a double-precision tile computed here: every m <= 16
+ * (the 4-, 8- and 16-row paths), every n <= 16 (the rows-in-lanes path for n <= 8, masked columns above), both
+ * accumulate modes, each epilogue part, kc 1..300 (odd, not a multiple of the unroll);
+ * |got - exact| <= gamma_{kc+4} * S, S = sum |a*b| + |C| + |biases| + |residual|; nothing outside the m x n tile is
+ * written. The unpacked-B variant reads rows ldb >= 16 apart whose columns past n hold garbage. */
+static void test_ukernel_avx512(void) {
+  if (!cnn_hw_isa_supported(CNN_ISA_AVX512)) {
+    printf("ukernel avx512: AVX-512F not supported, skipped\n");
+    return;
+  }
+  enum { UMR = 16, UNR = 16, ULDC = 21, UROWS = 18 };
+  const size_t kcs[] = {1, 2, 3, 7, 64, 255, 300};
+  int fails = 0;
+  for (size_t ki = 0; ki < sizeof(kcs) / sizeof(kcs[0]); ki++) {
+    const size_t kc = kcs[ki], ldb = 16 + rng_range(0, 40);
+    float* a = falloc(kc * UMR);
+    float* b = falloc(kc * UNR);
+    float* bu = falloc(kc * ldb);
+    for (size_t m = 1; m <= UMR; m++)
+      for (size_t n = 1; n <= UNR; n++) {
+        for (size_t k = 0; k < kc; k++) {
+          for (size_t i = 0; i < UMR; i++) a[k * UMR + i] = i < m ? rng_f() : 0.0f;
+          for (size_t j = 0; j < UNR; j++) b[k * UNR + j] = j < n ? rng_f() : 0.0f;
+          for (size_t j = 0; j < ldb; j++) bu[k * ldb + j] = j < n ? b[k * UNR + j] : 1e3f * rng_f();
+        }
+        float bias_row[UMR], bias_col[UNR], res[UROWS * ULDC];
+        rng_fill(bias_row, UMR);
+        rng_fill(bias_col, UNR);
+        rng_fill(res, UROWS * ULDC);
+        /* variant 0: packed B; 1: unpacked B; 2: packed B through the prefetching entry (lines of A, more or fewer
+         * than kc) */
+        for (int variant = 0; variant < 3; variant++)
+          for (int accumulate = 0; accumulate <= 1; accumulate++)
+            for (int eo = 0; eo < 6; eo++) { /* 0: none, 1: bias row, 2: bias col, 3: residual, 4: clamp, 5: all */
+              if (variant >= 1 && n <= 8 && eo != 5) continue; /* the narrow path: one mode is enough */
+              cnn_gemm_epilogue e = {NULL, NULL, NULL, ULDC, -INFINITY, INFINITY};
+              if (eo == 1 || eo == 5) e.bias_row = bias_row;
+              if (eo == 2 || eo == 5) e.bias_col = bias_col;
+              if (eo == 3 || eo == 5) e.residual = res;
+              if (eo == 4 || eo == 5) {
+                e.min = -0.3f;
+                e.max = 0.4f;
+              }
+              float c0[UROWS * ULDC], c1[UROWS * ULDC];
+              for (size_t i = 0; i < UROWS * ULDC; i++) c0[i] = SENTINEL;
+              for (size_t i = 0; i < m; i++)
+                for (size_t j = 0; j < n; j++) c0[i * ULDC + j] = rng_f();
+              memcpy(c1, c0, sizeof(c0));
+              if (variant == 0)
+                cnn_f32_gemm_ukernel_16x16__avx512(m, n, kc, a, b, c1, ULDC, accumulate, eo ? &e : NULL);
+              else if (variant == 1)
+                cnn_f32_gemm_ukernel_16x16_ldb__avx512(m, n, kc, a, bu, ldb, c1, ULDC, accumulate, eo ? &e : NULL);
+              else
+                cnn_f32_gemm_ukernel_16x16_pf__avx512(m, n, kc, a, b, 0, c1, ULDC, accumulate, eo ? &e : NULL, a,
+                                                      rng_range(0, kc * UMR * sizeof(float) / 64));
+              int ok = 1;
+              for (size_t i = 0; i < UROWS && ok; i++)
+                for (size_t j = 0; j < ULDC && ok; j++) {
+                  const size_t o = i * ULDC + j;
+                  if (i >= m || j >= n) {
+                    if (c1[o] != SENTINEL) ok = 0;
+                    continue;
+                  }
+                  double want = 0, S = 0;
+                  for (size_t k = 0; k < kc; k++) {
+                    const double t = (double)a[k * UMR + i] * (double)b[k * UNR + j];
+                    want += t;
+                    S += fabs(t);
+                  }
+                  if (accumulate) { want += c0[o]; S += fabs(c0[o]); }
+                  if (e.bias_row) { want += bias_row[i]; S += fabs(bias_row[i]); }
+                  if (e.bias_col) { want += bias_col[j]; S += fabs(bias_col[j]); }
+                  if (e.residual) { want += res[i * ULDC + j]; S += fabs(res[i * ULDC + j]); }
+                  want = want < e.min ? e.min : (want > e.max ? e.max : want);
+                  if (fabs((double)c1[o] - want) > gamma_n(kc + 4) * S) ok = 0;
+                }
+              if (!ok && fails++ < 10)
+                printf("  ukernel avx512 mismatch variant %d m=%zu n=%zu kc=%zu acc=%d epi=%d\n", variant,
+                       m, n, kc, accumulate, eo);
+              CHECK(ok, "ukernel avx512 variant %d vs exact m=%zu n=%zu kc=%zu acc=%d epi=%d", variant, m, n, kc,
+                    accumulate, eo);
+            }
+      }
+    cnn_aligned_free(a);
+    cnn_aligned_free(b);
+    cnn_aligned_free(bu);
+  }
+  const cnn_gemm_config* cfg = cnn_gemm_config_get(CNN_ISA_AVX512);
+  CHECK(cfg && cfg->isa == CNN_ISA_AVX512 && cfg->mr == UMR && cfg->nr == UNR &&
+            cfg->ukernel == cnn_f32_gemm_ukernel_16x16__avx512 &&
+            cfg->ukernel_ldb == cnn_f32_gemm_ukernel_16x16_ldb__avx512 &&
+            cfg->ukernel_pf == cnn_f32_gemm_ukernel_16x16_pf__avx512,
+        "avx512 gemm config");
 }
 #endif
 
@@ -1245,6 +1342,9 @@ int main(void) {
   test_gemv_ukernels();
   test_gemv2_ukernels();
   test_ukernel_ldb();
+#if defined(__x86_64__)
+  test_ukernel_avx512();
+#endif
 #if defined(__aarch64__)
   test_ukernel_neon();
 #endif
