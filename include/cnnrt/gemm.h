@@ -75,6 +75,9 @@ void cnn_f32_gemm_ukernel_6x16_ldb__scalar(size_t m, size_t n, size_t kc, const 
 #if defined(__x86_64__)
 void cnn_f32_gemm_ukernel_6x16_ldb__avx2(size_t m, size_t n, size_t kc, const float* a, const float* b, size_t ldb,
                                          float* c, size_t ldc, int accumulate, const cnn_gemm_epilogue* epi);
+void cnn_f32_gemm_ukernel_6x16_pf__avx2(size_t m, size_t n, size_t kc, const float* a, const float* b, size_t ldb,
+                                        float* c, size_t ldc, int accumulate, const cnn_gemm_epilogue* epi,
+                                        const void* pf, size_t pf_lines);
 #endif
 
 /* 1x16 (GEMV) micro-kernels: m must be 1 (0: nothing), a is kc contiguous floats, b a kc x 16 panel. */

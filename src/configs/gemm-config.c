@@ -35,6 +35,7 @@ static const cnn_gemm_config g_avx2 = {
     .gemv = cnn_f32_gemm_ukernel_1x16__avx2,
     .gemv2 = cnn_f32_gemm_ukernel_1x32__avx2,
     .ukernel_ldb = cnn_f32_gemm_ukernel_6x16_ldb__avx2,
+    .ukernel_pf = cnn_f32_gemm_ukernel_6x16_pf__avx2,
 };
 #ifndef CNNRT_NO_AVX512
 /* AVX-512F 16x16 (tuned on a 2-core AMD EPYC Zen 4, 32 KiB L1d / 1 MiB L2 per core): the AVX2 blocking, kc = 256

@@ -152,10 +152,21 @@ static void narrow_tile(size_t m, size_t n, size_t kc, const float* a, const flo
 #undef NA
 #undef NB
 
+/* one line of the caller's prefetch range per loop iteration (see cnn_gemm_ukernel_pf_fn); pfl == 0: nothing */
+#define PF_LINE()                          \
+  do {                                     \
+    if (pfl) {                             \
+      _mm_prefetch(pf, _MM_HINT_T1);       \
+      pf += 64;                            \
+      pfl--;                               \
+    }                                      \
+  } while (0)
+
 /* The 5..16-column tile; row k of B at b + k*ldb (16 for a packed panel). */
 static inline __attribute__((always_inline)) void tile_6x16(size_t m, size_t n, size_t kc, const float* a,
                                                              const float* b, const size_t ldb, float* c, size_t ldc,
-                                                             int accumulate, const cnn_gemm_epilogue* epi) {
+                                                             int accumulate, const cnn_gemm_epilogue* epi,
+                                                             const char* pf, size_t pfl) {
   __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
   __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
   __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
@@ -171,6 +182,7 @@ static inline __attribute__((always_inline)) void tile_6x16(size_t m, size_t n, 
      * the panel are computed (half the FMAs); the high accumulators stay zero and are never stored (mask 0) */
 #pragma GCC unroll 4
     for (; k != 0; k--) {
+      PF_LINE();
       const __m256 b0 = _mm256_loadu_ps(b);
       c00 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + 0), b0, c00);
       c10 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + 1), b0, c10);
@@ -187,6 +199,7 @@ static inline __attribute__((always_inline)) void tile_6x16(size_t m, size_t n, 
      * (c2x / c3x hold the odd k) and are summed after the loop: 2 rows cost about a third of a full tile, not
      * all of it. Rows 2-5 are zero again before the (aliased) stores. */
     for (; k >= 2; k -= 2) {
+      PF_LINE();
       const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
       const __m256 e0 = _mm256_loadu_ps(b + ldb), e1 = _mm256_loadu_ps(b + ldb + 8);
       FMA_ROW(0, b0, b1, c00, c01);
@@ -211,6 +224,7 @@ static inline __attribute__((always_inline)) void tile_6x16(size_t m, size_t n, 
      * (8 chains: enough to hide the FMA latency); rows 4-5 stay zero */
 #pragma GCC unroll 4
     for (; k != 0; k--) {
+      PF_LINE();
       const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
       FMA_ROW(0, b0, b1, c00, c01);
       FMA_ROW(1, b0, b1, c10, c11);
@@ -222,6 +236,7 @@ static inline __attribute__((always_inline)) void tile_6x16(size_t m, size_t n, 
   } else {
 #pragma GCC unroll 4
     for (; k != 0; k--) {
+      PF_LINE();
       STEP(0);
       a += 6;
       b += ldb;
@@ -333,10 +348,25 @@ void cnn_f32_gemm_ukernel_6x16__avx2(size_t m, size_t n, size_t kc, const float*
     narrow_tile(m, n, kc, a, b, c, ldc, accumulate, epi);
     return;
   }
-  tile_6x16(m, n, kc, a, b, 16, c, ldc, accumulate, epi);
+  tile_6x16(m, n, kc, a, b, 16, c, ldc, accumulate, epi, NULL, 0);
 }
 
 void cnn_f32_gemm_ukernel_6x16_ldb__avx2(size_t m, size_t n, size_t kc, const float* a, const float* b, size_t ldb,
                                          float* c, size_t ldc, int accumulate, const cnn_gemm_epilogue* epi) {
-  tile_6x16(m, n, kc, a, b, ldb, c, ldc, accumulate, epi);
+  tile_6x16(m, n, kc, a, b, ldb, c, ldc, accumulate, epi, NULL, 0);
+}
+
+void cnn_f32_gemm_ukernel_6x16_pf__avx2(size_t m, size_t n, size_t kc, const float* a, const float* b, size_t ldb,
+                                        float* c, size_t ldc, int accumulate, const cnn_gemm_epilogue* epi,
+                                        const void* pf, size_t pf_lines) {
+  const char* q = (const char*)pf;
+  /* lines the loop has no iteration for (the 2-row path takes 2 k per iteration) or the narrow path: up front */
+  const size_t steps = m <= 2 && n > 8 ? kc / 2 : kc;
+  const size_t l0 = n <= 4 && !ldb ? 0 : cnn_min_sz(pf_lines, steps);
+  for (size_t l = l0; l < pf_lines; l++) _mm_prefetch(q + 64 * l, _MM_HINT_T1);
+  if (n <= 4 && !ldb) {
+    narrow_tile(m, n, kc, a, b, c, ldc, accumulate, epi);
+    return;
+  }
+  tile_6x16(m, n, kc, a, b, ldb ? ldb : 16, c, ldc, accumulate, epi, q, l0);
 }

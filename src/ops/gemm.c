@@ -120,8 +120,9 @@ static void macro_impl(const cnn_gemm_config* cfg, size_t m, size_t n, size_t kc
         }
       }
       if (cfg->ukernel_pf && pf_step) {
-        /* the kernel spreads this tile's share of the prefetch over its k loop (a burst of 60 prefetches per
-         * 16-row tile stalled on the fill buffers: 2.5% of MobileNetV2's samples on one such instruction) */
+        /* the kernel spreads this tile's share of the prefetch over its k loop (a burst of ~60 prefetches per
+         * 16-row AVX-512 tile, ~23 per 6-row AVX2 tile, stalled on the fill buffers: 2.5% of MobileNetV2's samples
+         * on that one instruction with AVX-512) */
         const size_t lines = pfp < pfe ? cnn_div_up(cnn_min_sz(pf_step, pfe - pfp), 64) : 0;
         cfg->ukernel_pf(mm, nn, kc, apack + i * kc, bp, ldb, cp, ldc, accumulate, e, (const void*)pfp, lines);
         pfp += pf_step;

@@ -228,8 +228,15 @@ static void test_ukernels(void) {
             for (size_t i = 0; i < m; i++)
               for (size_t j = 0; j < n; j++) c0[i * LDC + j] = rng_f();
             memcpy(c1, c0, sizeof(c0));
+            float cp[8 * LDC];
+            memcpy(cp, c0, sizeof(c0));
             cnn_f32_gemm_ukernel_6x16__scalar(m, n, kc, a, b, c0, LDC, accumulate, eo ? &e : NULL);
             cnn_f32_gemm_ukernel_6x16__avx2(m, n, kc, a, b, c1, LDC, accumulate, eo ? &e : NULL);
+            /* the prefetching entry (lines of A, more or fewer than its loop steps): the same bits */
+            cnn_f32_gemm_ukernel_6x16_pf__avx2(m, n, kc, a, b, 0, cp, LDC, accumulate, eo ? &e : NULL, a,
+                                               rng_range(0, kc * 6 * sizeof(float) / 64 + 2));
+            CHECK(memcmp(cp, c1, sizeof(cp)) == 0, "ukernel avx2 pf entry differs m=%zu n=%zu kc=%zu acc=%d epi=%d", m,
+                  n, kc, accumulate, eo);
 
             /* S per output: sum |a*b| + |biases| + |residual| (scalar kernel on absolute values) + |C| */
             float cabs[8 * LDC];
@@ -307,11 +314,17 @@ static void test_ukernel_ldb(void) {
           for (size_t i = 0; i < m; i++)
             for (size_t j = 0; j < 16; j++) c0[i * LDC + j] = rng_f();
           memcpy(c1, c0, sizeof(c0));
+          float cp[8 * LDC];
+          memcpy(cp, c0, sizeof(c0));
           cnn_f32_gemm_ukernel_6x16_ldb__scalar(m, 16, kc, a, b, ldb, c0, LDC, accumulate, eo ? &e : NULL);
 #if defined(__x86_64__)
-          if (cnn_hw_isa_supported(CNN_ISA_AVX2))
+          if (cnn_hw_isa_supported(CNN_ISA_AVX2)) {
             cnn_f32_gemm_ukernel_6x16_ldb__avx2(m, 16, kc, a, b, ldb, c1, LDC, accumulate, eo ? &e : NULL);
-          else
+            cnn_f32_gemm_ukernel_6x16_pf__avx2(m, 16, kc, a, b, ldb, cp, LDC, accumulate, eo ? &e : NULL, a,
+                                               rng_range(0, kc * 6 * sizeof(float) / 64 + 2));
+            CHECK(memcmp(cp, c1, sizeof(cp)) == 0, "ukernel ldb avx2 pf entry differs m=%zu kc=%zu acc=%d epi=%d", m, kc,
+                  accumulate, eo);
+          } else
 #endif
             cnn_f32_gemm_ukernel_6x16_ldb__scalar(m, 16, kc, a, b, ldb, c1, LDC, accumulate, eo ? &e : NULL);
           /* S: the scalar kernel on absolute values (no clamp) + |C| */
