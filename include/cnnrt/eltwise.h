@@ -16,6 +16,8 @@ extern "C" {
 typedef void (*cnn_act_fn)(const cnn_act* act, const float* x, float* y, size_t n);
 void cnn_f32_act__scalar(const cnn_act* act, const float* x, float* y, size_t n);
 void cnn_f32_act__avx2(const cnn_act* act, const float* x, float* y, size_t n);
+/* avx512 ISA: sigmoid / silu on 16 lanes (the AVX2 kernel's bits), the other activations the AVX2 kernel */
+void cnn_f32_act__avx512(const cnn_act* act, const float* x, float* y, size_t n);
 void cnn_f32_act__neon(const cnn_act* act, const float* x, float* y, size_t n);
 
 /* ---------- binary with numpy broadcasting ----------

@@ -23,10 +23,10 @@ static const cnn_eltwise_config g_avx2 = {
     cnn_f32_channel_affine__avx2,
     cnn_f32_softmax__avx2,
 };
-/* AVX-512 CPUs run the AVX2 element-wise kernels (only the GEMM micro-kernels are AVX-512) */
+/* AVX-512 CPUs run the AVX2 element-wise kernels, but for sigmoid / silu (16 lanes, the same bits) */
 static const cnn_eltwise_config g_avx512 = {
     CNN_ISA_AVX512,
-    cnn_f32_act__avx2,
+    cnn_f32_act__avx512,
     cnn_f32_binary__avx2,
     cnn_f32_pool2d__avx2,
     cnn_f32_global_pool__avx2,
