@@ -45,6 +45,11 @@ typedef void (*cnn_gemm_ukernel_pf_fn)(size_t m, size_t n, size_t kc, const floa
                                        float* c, size_t ldc, int accumulate, const cnn_gemm_epilogue* epi,
                                        const void* pf, size_t pf_lines);
 
+/* see cnn_gemm_config.ukernel_wide */
+typedef void (*cnn_gemm_ukernel_wide_fn)(size_t m, size_t n, size_t kc, const float* a, const float* b, float* c,
+                                         size_t ldc, int accumulate, const cnn_gemm_epilogue* epi, const void* pf,
+                                         size_t pf_lines);
+
 /* Blocking parameters and kernel of one ISA (data, not literals in code). */
 typedef struct cnn_gemm_config {
   int isa;
@@ -61,6 +66,9 @@ typedef struct cnn_gemm_config {
   cnn_gemm_ukernel_ldb_fn ukernel_ldb;
   /* the ukernel / ukernel_ldb with the prefetch spread over its k loop, or NULL (the macro-kernel prefetches) */
   cnn_gemm_ukernel_pf_fn ukernel_pf;
+  /* or NULL: a full packed panel and the block's last panel after it, when that one has at most nr/2 columns, in one
+   * call (n = nr + 1 .. nr + nr/2; the second panel at b + nr*kc), with ukernel_pf's prefetch */
+  cnn_gemm_ukernel_wide_fn ukernel_wide;
 } cnn_gemm_config;
 
 /* Config for `isa` (NULL if not built/supported); isa < 0 means the active ISA. */
@@ -111,6 +119,9 @@ void cnn_f32_gemm_ukernel_16x16_ldb__avx512(size_t m, size_t n, size_t kc, const
 void cnn_f32_gemm_ukernel_16x16_pf__avx512(size_t m, size_t n, size_t kc, const float* a, const float* b,
                                            size_t ldb, float* c, size_t ldc, int accumulate,
                                            const cnn_gemm_epilogue* epi, const void* pf, size_t pf_lines);
+void cnn_f32_gemm_ukernel_16x16_wide__avx512(size_t m, size_t n, size_t kc, const float* a, const float* b, float* c,
+                                             size_t ldc, int accumulate, const cnn_gemm_epilogue* epi, const void* pf,
+                                             size_t pf_lines);
 #endif
 #if defined(__aarch64__)
 /* NEON 6x16 micro-kernel and its 1x16 GEMV companion (aarch64: Advanced SIMD is always present). */

@@ -48,6 +48,7 @@ static const cnn_gemm_config g_avx512 = {
     .gemv2 = cnn_f32_gemm_ukernel_1x32__avx2,
     .ukernel_ldb = cnn_f32_gemm_ukernel_16x16_ldb__avx512,
     .ukernel_pf = cnn_f32_gemm_ukernel_16x16_pf__avx512,
+    .ukernel_wide = cnn_f32_gemm_ukernel_16x16_wide__avx512,
 };
 #endif
 #endif

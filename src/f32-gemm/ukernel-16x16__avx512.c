@@ -176,3 +176,87 @@ void cnn_f32_gemm_ukernel_16x16_pf__avx512(size_t m, size_t n, size_t kc, const 
                                            const cnn_gemm_epilogue* epi, const void* pf, size_t pf_lines) {
   tile(m, n, kc, a, b, ldb ? ldb : 16, c, ldc, accumulate, epi, (const char*)pf, pf_lines);
 }
+
+/* 16 + TX columns: the full tile of packed panel b plus the first TX columns of the next packed panel (b + 16*kc,
+ * the last panel of the block, holding n - 16 <= TX columns, zero past them) computed rows-in-lanes in the same k
+ * loop: a k costs 16 + TX FMAs, and the A panel is read once for both (as a separate narrow tile it was streamed
+ * from L2 a second time: 4-6% of a 7x7 layer's samples). */
+#define DEFINE_WIDE(TX)                                                                                            \
+  static void wide_##TX(size_t m, size_t n, size_t kc, const float* a, const float* b, float* c, size_t ldc,       \
+                        int accumulate, const cnn_gemm_epilogue* epi, const char* pf, size_t pfl) {               \
+    const float* bt = b + 16 * kc;                                                                                 \
+    __m512 acc[16], r[TX];                                                                                         \
+    _Pragma("GCC unroll 16") for (int i = 0; i < 16; i++) acc[i] = _mm512_setzero_ps();                           \
+    _Pragma("GCC unroll 8") for (int j = 0; j < TX; j++) r[j] = _mm512_setzero_ps();                              \
+    for (size_t l = kc; l < pfl; l++) _mm_prefetch(pf + 64 * l, _MM_HINT_T1);                                      \
+    if (pfl > kc) pfl = kc;                                                                                        \
+    for (size_t k = kc; k != 0; k--) {                                                                             \
+      if (pfl) {                                                                                                   \
+        _mm_prefetch(pf, _MM_HINT_T1);                                                                             \
+        pf += 64;                                                                                                  \
+        pfl--;                                                                                                     \
+      }                                                                                                            \
+      _mm_prefetch((const char*)(a + 16 * MR), _MM_HINT_T0);                                                       \
+      const __m512 bv = _mm512_loadu_ps(b), av = _mm512_loadu_ps(a);                                              \
+      _Pragma("GCC unroll 16") for (int i = 0; i < 16; i++) acc[i] =                                               \
+          _mm512_fmadd_ps(_mm512_set1_ps(a[i]), bv, acc[i]);                                                       \
+      _Pragma("GCC unroll 8") for (int j = 0; j < TX; j++) r[j] = _mm512_fmadd_ps(av, _mm512_set1_ps(bt[j]), r[j]); \
+      a += MR;                                                                                                     \
+      b += 16;                                                                                                     \
+      bt += 16;                                                                                                    \
+    }                                                                                                              \
+    __m512 bc = _mm512_setzero_ps(), lo = _mm512_setzero_ps(), hi = lo;                                           \
+    if (epi) {                                                                                                     \
+      if (epi->bias_col) bc = _mm512_loadu_ps(epi->bias_col);                                                      \
+      lo = _mm512_set1_ps(epi->min);                                                                               \
+      hi = _mm512_set1_ps(epi->max);                                                                               \
+    }                                                                                                              \
+    _Pragma("GCC unroll 16") for (int i = 0; i < 16; i++) {                                                        \
+      if ((size_t)i < m) {                                                                                         \
+        float* cp = c + (size_t)i * ldc;                                                                           \
+        __m512 v = acc[i];                                                                                         \
+        if (accumulate) v = _mm512_add_ps(v, _mm512_loadu_ps(cp));                                                 \
+        if (epi) {                                                                                                 \
+          if (epi->bias_row) v = _mm512_add_ps(v, _mm512_set1_ps(epi->bias_row[i]));                               \
+          v = _mm512_add_ps(v, bc);                                                                                \
+          if (epi->residual) v = _mm512_add_ps(v, _mm512_loadu_ps(epi->residual + (size_t)i * epi->res_ld));       \
+          v = _mm512_min_ps(hi, _mm512_max_ps(lo, v));                                                             \
+        }                                                                                                          \
+        _mm512_storeu_ps(cp, v);                                                                                   \
+      }                                                                                                            \
+    }                                                                                                              \
+    float t[TX][MR];                                                                                               \
+    _Pragma("GCC unroll 8") for (int j = 0; j < TX; j++) _mm512_storeu_ps(t[j], r[j]);                             \
+    for (size_t i = 0; i < m; i++)                                                                                 \
+      for (size_t j = 16; j < n; j++) {                                                                            \
+        float x = t[j - 16][i];                                                                                    \
+        if (accumulate) x += c[i * ldc + j];                                                                       \
+        if (epi) {                                                                                                 \
+          if (epi->bias_row) x += epi->bias_row[i];                                                                \
+          if (epi->bias_col) x += epi->bias_col[j];                                                                \
+          if (epi->residual) x += epi->residual[i * epi->res_ld + j];                                              \
+          x = epi->min > x ? epi->min : x;                                                                         \
+          x = epi->max < x ? epi->max : x;                                                                         \
+        }                                                                                                          \
+        c[i * ldc + j] = x;                                                                                        \
+      }                                                                                                            \
+  }
+
+DEFINE_WIDE(1)
+DEFINE_WIDE(4)
+DEFINE_WIDE(8)
+
+void cnn_f32_gemm_ukernel_16x16_wide__avx512(size_t m, size_t n, size_t kc, const float* a, const float* b, float* c,
+                                             size_t ldc, int accumulate, const cnn_gemm_epilogue* epi, const void* pf,
+                                             size_t pf_lines) {
+  const char* q = (const char*)pf;
+  if (n <= 16) {
+    cnn_f32_gemm_ukernel_16x16_pf__avx512(m, n, kc, a, b, 0, c, ldc, accumulate, epi, pf, pf_lines);
+  } else if (n == 17) {
+    wide_1(m, n, kc, a, b, c, ldc, accumulate, epi, q, pf_lines);
+  } else if (n <= 20) {
+    wide_4(m, n, kc, a, b, c, ldc, accumulate, epi, q, pf_lines);
+  } else {
+    wide_8(m, n, kc, a, b, c, ldc, accumulate, epi, q, pf_lines);
+  }
+}

@@ -52,7 +52,9 @@ static void macro_impl(const cnn_gemm_config* cfg, size_t m, size_t n, size_t kc
   size_t pf_step = 0;
   if (pf && pf_bytes && m && n) {
     pfe = pfp + pf_bytes;
-    pf_step = cnn_div_up(cnn_div_up(pf_bytes, 64), cnn_div_up(n, nr) * cnn_div_up(m, mr)) * 64;
+    /* tiles of the block: the last panel is not a tile of its own when a wide tile takes it (see below) */
+    const size_t tcols = cnn_div_up(n, nr) - (!ldb && cfg->ukernel_wide && n > nr && n % nr && n % nr <= nr / 2);
+    pf_step = cnn_div_up(cnn_div_up(pf_bytes, 64), tcols * cnn_div_up(m, mr)) * 64;
   }
   const cnn_gemm_ukernel_fn uk = cfg->ukernel;
   const cnn_gemm_ukernel_ldb_fn ukl = cfg->ukernel_ldb;
@@ -69,7 +71,10 @@ static void macro_impl(const cnn_gemm_config* cfg, size_t m, size_t n, size_t kc
    * 14x14 0.97x; 512 measured within noise of 256) */
   size_t act_j0 = 0;
   for (size_t j = 0; j < n; j += nr) {
-    const size_t nn = cnn_min_sz(nr, n - j);
+    /* a full packed panel followed by the last one with <= nr/2 columns (the tail of a 7x7 or 14x14 output: 49 =
+     * 3*16 + 1, 196 = 12*16 + 4): one wide tile for both, where the ISA has one (the A panel read once) */
+    const int wide = !ldb && cfg->ukernel_wide && n - j > nr && n - j <= nr + nr / 2;
+    const size_t nn = wide ? n - j : cnn_min_sz(nr, n - j);
     const float* bp = ldb ? bpack + j : bpack + j * kc; /* packed: panel j/nr starts at (j/nr)*nr*kc */
     if (ldb && j + nr < n) {
       /* unpacked B: its kc rows are kc streams, too many for the hardware prefetcher; fetch the next panel's
@@ -119,6 +124,12 @@ static void macro_impl(const cnn_gemm_config* cfg, size_t m, size_t n, size_t kc
           }
         }
       }
+      if (wide) {
+        const size_t lines = pf_step && pfp < pfe ? cnn_div_up(cnn_min_sz(pf_step, pfe - pfp), 64) : 0;
+        cfg->ukernel_wide(mm, nn, kc, apack + i * kc, bp, cp, ldc, accumulate, e, (const void*)pfp, lines);
+        pfp += pf_step;
+        continue;
+      }
       if (cfg->ukernel_pf && pf_step) {
         /* the kernel spreads this tile's share of the prefetch over its k loop (a burst of ~60 prefetches per
          * 16-row AVX-512 tile, ~23 per 6-row AVX2 tile, stalled on the fill buffers: 2.5% of MobileNetV2's samples
@@ -140,6 +151,7 @@ static void macro_impl(const cnn_gemm_config* cfg, size_t m, size_t n, size_t kc
       for (size_t r = 0; r < m; r++) act_fn(act, c + r * ldc + act_j0, c + r * ldc + act_j0, len);
       act_j0 = j + nn;
     }
+    if (wide) break; /* the last panel is done */
   }
 }
 

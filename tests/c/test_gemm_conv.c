@@ -530,11 +530,76 @@ static void test_ukernel_avx512(void) {
     cnn_aligned_free(b);
     cnn_aligned_free(bu);
   }
+  /* the wide tile: a full panel and a last one of 1..8 columns (n = 17..24), B as two consecutive packed panels */
+  for (size_t ki = 0; ki < sizeof(kcs) / sizeof(kcs[0]); ki++) {
+    const size_t kc = kcs[ki];
+    float* a = falloc(kc * UMR);
+    float* b = falloc(2 * kc * UNR);
+    for (size_t m = 1; m <= UMR; m += (m < 4 ? 1 : 3))
+      for (size_t n = 17; n <= 24; n++) {
+        for (size_t k = 0; k < kc; k++) {
+          for (size_t i = 0; i < UMR; i++) a[k * UMR + i] = i < m ? rng_f() : 0.0f;
+          for (size_t j = 0; j < UNR; j++) b[k * UNR + j] = rng_f();
+          for (size_t j = 0; j < UNR; j++) b[kc * UNR + k * UNR + j] = 16 + j < n ? rng_f() : 0.0f;
+        }
+        enum { WLDC = 29 };
+        float bias_row[UMR], bias_col[24], res[UROWS * WLDC];
+        rng_fill(bias_row, UMR);
+        rng_fill(bias_col, 24);
+        rng_fill(res, UROWS * WLDC);
+        for (int accumulate = 0; accumulate <= 1; accumulate++)
+          for (int eo = 0; eo < 6; eo++) {
+            cnn_gemm_epilogue e = {NULL, NULL, NULL, WLDC, -INFINITY, INFINITY};
+            if (eo == 1 || eo == 5) e.bias_row = bias_row;
+            if (eo == 2 || eo == 5) e.bias_col = bias_col;
+            if (eo == 3 || eo == 5) e.residual = res;
+            if (eo == 4 || eo == 5) {
+              e.min = -0.3f;
+              e.max = 0.4f;
+            }
+            float c0[UROWS * WLDC], c1[UROWS * WLDC];
+            for (size_t i = 0; i < UROWS * WLDC; i++) c0[i] = SENTINEL;
+            for (size_t i = 0; i < m; i++)
+              for (size_t j = 0; j < n; j++) c0[i * WLDC + j] = rng_f();
+            memcpy(c1, c0, sizeof(c0));
+            cnn_f32_gemm_ukernel_16x16_wide__avx512(m, n, kc, a, b, c1, WLDC, accumulate, eo ? &e : NULL, a,
+                                                    rng_range(0, kc * UMR * sizeof(float) / 64 + 2));
+            int ok = 1;
+            for (size_t i = 0; i < UROWS && ok; i++)
+              for (size_t j = 0; j < WLDC && ok; j++) {
+                const size_t o = i * WLDC + j;
+                if (i >= m || j >= n) {
+                  if (c1[o] != SENTINEL) ok = 0;
+                  continue;
+                }
+                double want = 0, S = 0;
+                for (size_t k = 0; k < kc; k++) {
+                  const double bj = j < 16 ? b[k * UNR + j] : b[kc * UNR + k * UNR + j - 16];
+                  const double t = (double)a[k * UMR + i] * bj;
+                  want += t;
+                  S += fabs(t);
+                }
+                if (accumulate) { want += c0[o]; S += fabs(c0[o]); }
+                if (e.bias_row) { want += bias_row[i]; S += fabs(bias_row[i]); }
+                if (e.bias_col) { want += bias_col[j]; S += fabs(bias_col[j]); }
+                if (e.residual) { want += res[i * WLDC + j]; S += fabs(res[i * WLDC + j]); }
+                want = want < e.min ? e.min : (want > e.max ? e.max : want);
+                if (fabs((double)c1[o] - want) > gamma_n(kc + 4) * S) ok = 0;
+              }
+            if (!ok && fails++ < 10)
+              printf("  ukernel avx512 wide mismatch m=%zu n=%zu kc=%zu acc=%d epi=%d\n", m, n, kc, accumulate, eo);
+            CHECK(ok, "ukernel avx512 wide vs exact m=%zu n=%zu kc=%zu acc=%d epi=%d", m, n, kc, accumulate, eo);
+          }
+      }
+    cnn_aligned_free(a);
+    cnn_aligned_free(b);
+  }
   const cnn_gemm_config* cfg = cnn_gemm_config_get(CNN_ISA_AVX512);
   CHECK(cfg && cfg->isa == CNN_ISA_AVX512 && cfg->mr == UMR && cfg->nr == UNR &&
             cfg->ukernel == cnn_f32_gemm_ukernel_16x16__avx512 &&
             cfg->ukernel_ldb == cnn_f32_gemm_ukernel_16x16_ldb__avx512 &&
-            cfg->ukernel_pf == cnn_f32_gemm_ukernel_16x16_pf__avx512,
+            cfg->ukernel_pf == cnn_f32_gemm_ukernel_16x16_pf__avx512 &&
+            cfg->ukernel_wide == cnn_f32_gemm_ukernel_16x16_wide__avx512,
         "avx512 gemm config");
 }
 #endif
