@@ -73,6 +73,11 @@ class Session:
         self.opset = graph.opset
         self.num_threads = int(num_threads) if num_threads else _default_threads()
         isa_id = _core.isa_from_name(isa)
+        if isa is not None:
+            supported = _core.cpu_info()["supported_isas"]
+            if _core.ISA_NAMES[isa_id] not in supported:
+                raise ValueError(f"isa={isa!r} is not supported on this CPU / build (supported: "
+                                 f"{', '.join(supported)})")
         self._prep = Prepared(isa=isa_id if isa_id >= 0 else _core.isa_from_name(_core.cpu_info()["isa"]),
                               winograd=bool(winograd))
         self.isa = _core.ISA_NAMES[self._prep.isa]

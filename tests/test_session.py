@@ -143,3 +143,18 @@ def test_cpu_info_and_isa_override():
     assert "scalar" in info["supported_isas"]
     s = cnnrt.Session(tiny_model(), isa="scalar")
     assert s.isa == "scalar"
+
+
+def test_unsupported_isa_is_a_clear_error():
+    """An ISA the CPU (or this build) lacks is refused up front, naming it and the supported ones; an AVX-512 CPU also
+    runs the AVX2 path."""
+    info = cnnrt.cpu_info()
+    missing = [i for i in ("avx2", "avx512", "neon") if i not in info["supported_isas"]]
+    assert missing  # no CPU has both NEON and AVX2
+    with pytest.raises(ValueError, match=f"isa='{missing[0]}' is not supported.*supported: scalar"):
+        cnnrt.Session(tiny_model(), isa=missing[0])
+    with pytest.raises(ValueError, match="unknown ISA"):
+        cnnrt.Session(tiny_model(), isa="sse9")
+    if "avx512" in info["supported_isas"]:
+        assert "avx2" in info["supported_isas"]
+        assert cnnrt.Session(tiny_model(), isa="avx2").isa == "avx2"
