@@ -549,10 +549,13 @@ static void gemm_task(void* vctx, size_t tid, size_t i, size_t j) {
      * MobileNetV2 at 1 thread: 256->64 at 56x56 9% faster, 128-row layers at 28x28 / 56x56 4-5%, the 24..96-channel
      * projections 5-14%); with many rows (M >= 256) a panel read from kc scattered rows is slower than a packed
      * one, and so it is at 7x7 (160 rows: 12-15% slower; rows of 49 floats straddle lines), for 16 rows, and for
-     * K < 64 (MobileNetV2's expansions, K = 16..32: 3-14% slower; their packed B block is small and cheap). */
+     * K < 64 (MobileNetV2's expansions, K = 16..32: 3-14% slower; their packed B block is small and cheap).
+     * A task of one row panel (M <= mr: MobileNetV2's 32->16 at 112x112 with AVX-512's 16 rows) reads each B
+     * panel once, so packing it is only extra traffic: direct whatever K (that layer 0.222 -> 0.208 ms in the
+     * model, one session, run-time switch alternating, 12 rounds). */
     const size_t mt = m1 - m0;
-    const int direct = !x->bshared && x->pointwise && cfg->ukernel_ldb && N >= 196 && K >= 64 && mt >= 24 &&
-                       mt <= (N >= 784 ? 192 : 96);
+    const int direct = !x->bshared && x->pointwise && cfg->ukernel_ldb && N >= 196 &&
+                       ((K >= 64 && mt >= 24 && mt <= (N >= 784 ? 192 : 96)) || mt <= cfg->mr);
     const size_t nfull = direct ? (n1 - n0) / cfg->nr * cfg->nr : 0;
     if (x->bshared) /* panel n0/nr of this K block */
       bsrc = x->bshared + pc * x->npad + n0 * kc;
