@@ -252,6 +252,9 @@ void cnn_f32_directconv__scalar(const cnn_directconv_params* p, const float* pad
 #if defined(__x86_64__)
 void cnn_f32_directconv__avx2(const cnn_directconv_params* p, const float* pad, const float* wpk, const float* bias,
                               const float* residual, float* out);
+/* avx512 ISA: the plain path on 16-lane vectors (the same packed weights and padded input), pool -> the AVX2 one */
+void cnn_f32_directconv__avx512(const cnn_directconv_params* p, const float* pad, const float* wpk, const float* bias,
+                                const float* residual, float* out);
 #endif
 #if defined(__aarch64__)
 void cnn_f32_directconv__neon(const cnn_directconv_params* p, const float* pad, const float* wpk, const float* bias,

@@ -306,6 +306,9 @@ cnn_conv2d_weights* cnn_conv2d_weights_create(const cnn_conv2d_desc* d, const fl
       cw->direct = cnn_f32_directconv__avx2;
       cw->dwpad = cnn_dwconv_pad_plane__avx2;
     }
+#ifndef CNNRT_NO_AVX512
+    if (cw->isa == CNN_ISA_AVX512) cw->direct = cnn_f32_directconv__avx512;
+#endif
 #endif
 #if defined(__aarch64__) && !defined(CNNRT_NO_NEON)
     if (cw->isa == CNN_ISA_NEON) cw->direct = cnn_f32_directconv__neon;
