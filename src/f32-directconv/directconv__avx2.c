@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "cnnrt/conv.h"
+#include "direct-common.h"
 
 static const int32_t g_mask[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
 
@@ -163,23 +164,13 @@ static inline __attribute__((always_inline)) void tile_pool6(const float* base, 
   }
 }
 
-/* toff[t]: offset of tap t = (ci, ky, kx) from the output column's padded row */
-static size_t tap_offsets(const cnn_directconv_params* p, ptrdiff_t* toff) {
-  size_t t = 0;
-  for (size_t ci = 0; ci < p->cin; ci++)
-    for (size_t ky = 0; ky < p->kh; ky++)
-      for (size_t kx = 0; kx < p->kw; kx++, t++)
-        toff[t] = (ptrdiff_t)(ci * p->cstride + ky * p->pw) +
-                  (p->sw == 1 ? (ptrdiff_t)kx : (ptrdiff_t)((kx & 1) * p->plane + (kx >> 1)));
-  return t;
-}
 
 static inline __attribute__((always_inline)) void run_plain(const cnn_directconv_params* p, const float* pad,
                                                             const float* wpk, const float* bias,
                                                             const float* residual, float* out, const int cm) {
   const size_t pw = p->pw, ow = p->ow, cout = p->cout, owv = cnn_round_up(ow, 8);
   ptrdiff_t toff[MAXT];
-  const size_t nt = tap_offsets(p, toff);
+  const size_t nt = cnn_direct_tap_offsets(p, toff);
   const __m256 lo = _mm256_set1_ps(p->min), hi = _mm256_set1_ps(p->max);
   for (size_t c0 = 0; c0 < cout; c0 += CB) {
     const size_t nc = cnn_min_sz(CB, cout - c0);
@@ -211,7 +202,7 @@ static inline __attribute__((always_inline)) void run_pool(const cnn_directconv_
   const size_t cout = p->cout, ppw = p->ow / 2, rstep = p->sh * p->pw;
   const size_t owp = cnn_round_up(2 * ppw, 8); /* <= round_up(ow, 8): the columns read stay in bounds */
   ptrdiff_t toff[MAXT];
-  const size_t nt = tap_offsets(p, toff);
+  const size_t nt = cnn_direct_tap_offsets(p, toff);
   const __m256 lo = _mm256_set1_ps(p->min), hi = _mm256_set1_ps(p->max);
   size_t c0 = 0;
   /* channels in groups of 6, two at a time (c0 stays a multiple of CB for the 4-channel tile of the rest) */

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "cnnrt/conv.h"
+#include "direct-common.h"
 
 enum { CB = CNN_DIRECT_CB, MAXT = CNN_DIRECT_MAX_CIN * 64 };
 
@@ -61,23 +62,13 @@ static inline __attribute__((always_inline)) void tile(const float* base, const 
   }
 }
 
-/* toff[t]: offset of tap t = (ci, ky, kx) from the output column's padded row (as in the AVX2 kernel) */
-static size_t tap_offsets(const cnn_directconv_params* p, ptrdiff_t* toff) {
-  size_t t = 0;
-  for (size_t ci = 0; ci < p->cin; ci++)
-    for (size_t ky = 0; ky < p->kh; ky++)
-      for (size_t kx = 0; kx < p->kw; kx++, t++)
-        toff[t] = (ptrdiff_t)(ci * p->cstride + ky * p->pw) +
-                  (p->sw == 1 ? (ptrdiff_t)kx : (ptrdiff_t)((kx & 1) * p->plane + (kx >> 1)));
-  return t;
-}
 
 static inline __attribute__((always_inline)) void run_plain(const cnn_directconv_params* p, const float* pad,
                                                             const float* wpk, const float* bias,
                                                             const float* residual, float* out, const int cm) {
   const size_t pw = p->pw, ow = p->ow, cout = p->cout;
   ptrdiff_t toff[MAXT];
-  const size_t nt = tap_offsets(p, toff);
+  const size_t nt = cnn_direct_tap_offsets(p, toff);
   const __m512 lo = _mm512_set1_ps(p->min), hi = _mm512_set1_ps(p->max);
   for (size_t c0 = 0; c0 < cout; c0 += CB) {
     const size_t nc = cout - c0 < CB ? cout - c0 : CB;

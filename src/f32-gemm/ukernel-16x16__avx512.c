@@ -18,6 +18,7 @@
 #include <math.h>
 
 #include "cnnrt/gemm.h"
+#include "tile-store.h"
 
 #define MR 16
 
@@ -75,20 +76,7 @@ static void narrow_tile(size_t m, size_t n, size_t kc, const float* a, const flo
 #undef NB
   float t[8][MR];
   for (int j = 0; j < 8; j++) _mm512_storeu_ps(t[j], r[j]);
-  for (size_t i = 0; i < m; i++)
-    for (size_t j = 0; j < n; j++) {
-      float x = t[j][i];
-      if (accumulate) x += c[i * ldc + j];
-      if (epi) {
-        if (epi->bias_row) x += epi->bias_row[i];
-        if (epi->bias_col) x += epi->bias_col[j];
-        if (epi->residual) x += epi->residual[i * epi->res_ld + j];
-        /* as max_ps(lo, x) then min_ps(hi, x): NaN propagates */
-        x = epi->min > x ? epi->min : x;
-        x = epi->max < x ? epi->max : x;
-      }
-      c[i * ldc + j] = x;
-    }
+  cnn_gemm_store_lanes(&t[0][0], MR, m, 0, n, c, ldc, accumulate, epi);
 }
 
 /* ROWS rows (4, 8 or 16) of a 9..16-column tile. */
@@ -227,19 +215,7 @@ void cnn_f32_gemm_ukernel_16x16_pf__avx512(size_t m, size_t n, size_t kc, const 
     }                                                                                                              \
     float t[TX][MR];                                                                                               \
     _Pragma("GCC unroll 8") for (int j = 0; j < TX; j++) _mm512_storeu_ps(t[j], r[j]);                             \
-    for (size_t i = 0; i < m; i++)                                                                                 \
-      for (size_t j = 16; j < n; j++) {                                                                            \
-        float x = t[j - 16][i];                                                                                    \
-        if (accumulate) x += c[i * ldc + j];                                                                       \
-        if (epi) {                                                                                                 \
-          if (epi->bias_row) x += epi->bias_row[i];                                                                \
-          if (epi->bias_col) x += epi->bias_col[j];                                                                \
-          if (epi->residual) x += epi->residual[i * epi->res_ld + j];                                              \
-          x = epi->min > x ? epi->min : x;                                                                         \
-          x = epi->max < x ? epi->max : x;                                                                         \
-        }                                                                                                          \
-        c[i * ldc + j] = x;                                                                                        \
-      }                                                                                                            \
+    cnn_gemm_store_lanes(&t[0][0], MR, m, 16, n, c, ldc, accumulate, epi);                                         \
   }
 
 DEFINE_WIDE(1)

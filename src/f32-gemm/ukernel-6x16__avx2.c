@@ -8,6 +8,7 @@
 #include <immintrin.h>
 
 #include "cnnrt/gemm.h"
+#include "tile-store.h"
 
 /* lanes [0, r) of loadu(&g_mask[8 - r]) are all-ones, the others zero (r in 0..8) */
 static const int32_t g_mask[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
@@ -134,20 +135,7 @@ static void narrow_tile(size_t m, size_t n, size_t kc, const float* a, const flo
   _mm256_storeu_ps(t[1], r1);
   _mm256_storeu_ps(t[2], r2);
   _mm256_storeu_ps(t[3], r3);
-  for (size_t i = 0; i < m; i++)
-    for (size_t j = 0; j < n; j++) {
-      float x = t[j][i];
-      if (accumulate) x += c[i * ldc + j];
-      if (epi) {
-        if (epi->bias_row) x += epi->bias_row[i];
-        if (epi->bias_col) x += epi->bias_col[j];
-        if (epi->residual) x += epi->residual[i * epi->res_ld + j];
-        /* as max_ps(lo, x) then min_ps(hi, x): NaN propagates */
-        x = epi->min > x ? epi->min : x;
-        x = epi->max < x ? epi->max : x;
-      }
-      c[i * ldc + j] = x;
-    }
+  cnn_gemm_store_lanes(&t[0][0], 8, m, 0, n, c, ldc, accumulate, epi);
 }
 #undef NA
 #undef NB

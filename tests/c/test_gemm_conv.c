@@ -358,6 +358,56 @@ static void test_ukernel_ldb(void) {
 /* ============================================================================================================ */
 /* sgemm and fc vs cnn_gemm_ref */
 
+/* The epilogue of mode eo (0: none, 1: bias row, 2: bias col, 3: residual, 4: clamp, 5: all) with residual row stride
+ * ld, and the C before a micro-kernel call: c0 = c1 = SENTINEL outside the m x n tile, random inside. */
+static cnn_gemm_epilogue tile_epi(int eo, const float* bias_row, const float* bias_col, const float* res, size_t ld) {
+  cnn_gemm_epilogue e = {NULL, NULL, NULL, ld, -INFINITY, INFINITY};
+  if (eo == 1 || eo == 5) e.bias_row = bias_row;
+  if (eo == 2 || eo == 5) e.bias_col = bias_col;
+  if (eo == 3 || eo == 5) e.residual = res;
+  if (eo == 4 || eo == 5) {
+    e.min = -0.3f;
+    e.max = 0.4f;
+  }
+  return e;
+}
+static void tile_c_init(float* c0, float* c1, size_t rows, size_t ldc, size_t m, size_t n) {
+  for (size_t i = 0; i < rows * ldc; i++) c0[i] = SENTINEL;
+  for (size_t i = 0; i < m; i++)
+    for (size_t j = 0; j < n; j++) c0[i * ldc + j] = rng_f();
+  memcpy(c1, c0, rows * ldc * sizeof(float));
+}
+
+/* c1 (rows x ldc floats) against the exact tile in double precision: A a packed panel of mr rows (a[k*mr + i]), B
+ * consecutive packed 16-column panels of kc rows (column j of row k at b[(j/16)*kc*16 + k*16 + j%16]), c0 the C
+ * before the call, e the epilogue (NULL fields and infinite bounds for none). Within the m x n tile
+ * |got - exact| <= gamma_{kc+4} * S, S = sum |a*b| + |C| + |biases| + |residual|; outside it c1 must still hold
+ * SENTINEL. The micro-kernel tests of the NEON and AVX-512 kernels share it. */
+static int exact_tile_ok(size_t m, size_t n, size_t kc, const float* a, size_t mr, const float* b, const float* c0,
+                         const float* c1, size_t rows, size_t ldc, int accumulate, const cnn_gemm_epilogue* e) {
+  for (size_t i = 0; i < rows; i++)
+    for (size_t j = 0; j < ldc; j++) {
+      const size_t o = i * ldc + j;
+      if (i >= m || j >= n) {
+        if (c1[o] != SENTINEL) return 0;
+        continue;
+      }
+      double want = 0, S = 0;
+      for (size_t k = 0; k < kc; k++) {
+        const double t = (double)a[k * mr + i] * (double)b[(j / 16) * kc * 16 + k * 16 + j % 16];
+        want += t;
+        S += fabs(t);
+      }
+      if (accumulate) { want += c0[o]; S += fabs(c0[o]); }
+      if (e->bias_row) { want += e->bias_row[i]; S += fabs(e->bias_row[i]); }
+      if (e->bias_col) { want += e->bias_col[j]; S += fabs(e->bias_col[j]); }
+      if (e->residual) { want += e->residual[i * e->res_ld + j]; S += fabs(e->residual[i * e->res_ld + j]); }
+      want = want < e->min ? e->min : (want > e->max ? e->max : want);
+      if (fabs((double)c1[o] - want) > gamma_n(kc + 4) * S) return 0;
+    }
+  return 1;
+}
+
 #if defined(__aarch64__)
 /* NEON 6x16 micro-kernel (and, for m == 1, the 1x16 GEMV one) vs a double-precision tile computed here (every
  * m <= 6, n <= 16, both accumulate modes, each epilogue part): |got - exact| <= gamma_{kc+4} * S,
@@ -383,19 +433,9 @@ static void test_ukernel_neon(void) {
         rng_fill(res, UROWS * ULDC);
         for (int accumulate = 0; accumulate <= 1; accumulate++)
           for (int eo = 0; eo < 6; eo++) { /* 0: none, 1: bias row, 2: bias col, 3: residual, 4: clamp, 5: all */
-            cnn_gemm_epilogue e = {NULL, NULL, NULL, ULDC, -INFINITY, INFINITY};
-            if (eo == 1 || eo == 5) e.bias_row = bias_row;
-            if (eo == 2 || eo == 5) e.bias_col = bias_col;
-            if (eo == 3 || eo == 5) e.residual = res;
-            if (eo == 4 || eo == 5) {
-              e.min = -0.3f;
-              e.max = 0.4f;
-            }
+            const cnn_gemm_epilogue e = tile_epi(eo, bias_row, bias_col, res, ULDC);
             float c0[UROWS * ULDC], c1[UROWS * ULDC];
-            for (size_t i = 0; i < UROWS * ULDC; i++) c0[i] = SENTINEL;
-            for (size_t i = 0; i < m; i++)
-              for (size_t j = 0; j < n; j++) c0[i * ULDC + j] = rng_f();
-            memcpy(c1, c0, sizeof(c0));
+            tile_c_init(c0, c1, UROWS, ULDC, m, n);
             cnn_f32_gemm_ukernel_6x16__neon(m, n, kc, a, b, c1, ULDC, accumulate, eo ? &e : NULL);
             float cg[UROWS * ULDC];
             if (m == 1) { /* the GEMV kernel reads A as kc contiguous floats: column 0 of the panel */
@@ -405,28 +445,8 @@ static void test_ukernel_neon(void) {
               cnn_f32_gemm_ukernel_1x16__neon(1, n, kc, arow, b, cg, ULDC, accumulate, eo ? &e : NULL);
               cnn_aligned_free(arow);
             }
-            int ok = 1;
-            for (size_t i = 0; i < UROWS && ok; i++)
-              for (size_t j = 0; j < ULDC && ok; j++) {
-                const size_t o = i * ULDC + j;
-                if (i >= m || j >= n) {
-                  if (c1[o] != SENTINEL || (m == 1 && cg[o] != SENTINEL)) ok = 0;
-                  continue;
-                }
-                double want = 0, S = 0;
-                for (size_t k = 0; k < kc; k++) {
-                  const double t = (double)a[k * UMR + i] * (double)b[k * UNR + j];
-                  want += t;
-                  S += fabs(t);
-                }
-                if (accumulate) { want += c0[o]; S += fabs(c0[o]); }
-                if (e.bias_row) { want += bias_row[i]; S += fabs(bias_row[i]); }
-                if (e.bias_col) { want += bias_col[j]; S += fabs(bias_col[j]); }
-                if (e.residual) { want += res[i * ULDC + j]; S += fabs(res[i * ULDC + j]); }
-                want = want < e.min ? e.min : (want > e.max ? e.max : want);
-                if (fabs((double)c1[o] - want) > gamma_n(kc + 4) * S) ok = 0;
-                if (m == 1 && fabs((double)cg[o] - want) > gamma_n(kc + 4) * S) ok = 0;
-              }
+            const int ok = exact_tile_ok(m, n, kc, a, UMR, b, c0, c1, UROWS, ULDC, accumulate, &e) &&
+                           (m != 1 || exact_tile_ok(m, n, kc, a, UMR, b, c0, cg, UROWS, ULDC, accumulate, &e));
             if (!ok && fails++ < 10)
               printf("  ukernel neon mismatch m=%zu n=%zu kc=%zu acc=%d epi=%d\n", m, n, kc, accumulate, eo);
             CHECK(ok, "ukernel neon vs exact m=%zu n=%zu kc=%zu acc=%d epi=%d", m, n, kc, accumulate, eo);
@@ -478,19 +498,9 @@ static void test_ukernel_avx512(void) {
           for (int accumulate = 0; accumulate <= 1; accumulate++)
             for (int eo = 0; eo < 6; eo++) { /* 0: none, 1: bias row, 2: bias col, 3: residual, 4: clamp, 5: all */
               if (variant >= 1 && n <= 8 && eo != 5) continue; /* the narrow path: one mode is enough */
-              cnn_gemm_epilogue e = {NULL, NULL, NULL, ULDC, -INFINITY, INFINITY};
-              if (eo == 1 || eo == 5) e.bias_row = bias_row;
-              if (eo == 2 || eo == 5) e.bias_col = bias_col;
-              if (eo == 3 || eo == 5) e.residual = res;
-              if (eo == 4 || eo == 5) {
-                e.min = -0.3f;
-                e.max = 0.4f;
-              }
+              const cnn_gemm_epilogue e = tile_epi(eo, bias_row, bias_col, res, ULDC);
               float c0[UROWS * ULDC], c1[UROWS * ULDC];
-              for (size_t i = 0; i < UROWS * ULDC; i++) c0[i] = SENTINEL;
-              for (size_t i = 0; i < m; i++)
-                for (size_t j = 0; j < n; j++) c0[i * ULDC + j] = rng_f();
-              memcpy(c1, c0, sizeof(c0));
+              tile_c_init(c0, c1, UROWS, ULDC, m, n);
               if (variant == 0)
                 cnn_f32_gemm_ukernel_16x16__avx512(m, n, kc, a, b, c1, ULDC, accumulate, eo ? &e : NULL);
               else if (variant == 1)
@@ -498,27 +508,7 @@ static void test_ukernel_avx512(void) {
               else
                 cnn_f32_gemm_ukernel_16x16_pf__avx512(m, n, kc, a, b, 0, c1, ULDC, accumulate, eo ? &e : NULL, a,
                                                       rng_range(0, kc * UMR * sizeof(float) / 64));
-              int ok = 1;
-              for (size_t i = 0; i < UROWS && ok; i++)
-                for (size_t j = 0; j < ULDC && ok; j++) {
-                  const size_t o = i * ULDC + j;
-                  if (i >= m || j >= n) {
-                    if (c1[o] != SENTINEL) ok = 0;
-                    continue;
-                  }
-                  double want = 0, S = 0;
-                  for (size_t k = 0; k < kc; k++) {
-                    const double t = (double)a[k * UMR + i] * (double)b[k * UNR + j];
-                    want += t;
-                    S += fabs(t);
-                  }
-                  if (accumulate) { want += c0[o]; S += fabs(c0[o]); }
-                  if (e.bias_row) { want += bias_row[i]; S += fabs(bias_row[i]); }
-                  if (e.bias_col) { want += bias_col[j]; S += fabs(bias_col[j]); }
-                  if (e.residual) { want += res[i * ULDC + j]; S += fabs(res[i * ULDC + j]); }
-                  want = want < e.min ? e.min : (want > e.max ? e.max : want);
-                  if (fabs((double)c1[o] - want) > gamma_n(kc + 4) * S) ok = 0;
-                }
+              const int ok = exact_tile_ok(m, n, kc, a, UMR, b, c0, c1, UROWS, ULDC, accumulate, &e);
               if (!ok && fails++ < 10)
                 printf("  ukernel avx512 mismatch variant %d m=%zu n=%zu kc=%zu acc=%d epi=%d\n", variant,
                        m, n, kc, accumulate, eo);
@@ -549,43 +539,12 @@ static void test_ukernel_avx512(void) {
         rng_fill(res, UROWS * WLDC);
         for (int accumulate = 0; accumulate <= 1; accumulate++)
           for (int eo = 0; eo < 6; eo++) {
-            cnn_gemm_epilogue e = {NULL, NULL, NULL, WLDC, -INFINITY, INFINITY};
-            if (eo == 1 || eo == 5) e.bias_row = bias_row;
-            if (eo == 2 || eo == 5) e.bias_col = bias_col;
-            if (eo == 3 || eo == 5) e.residual = res;
-            if (eo == 4 || eo == 5) {
-              e.min = -0.3f;
-              e.max = 0.4f;
-            }
+            const cnn_gemm_epilogue e = tile_epi(eo, bias_row, bias_col, res, WLDC);
             float c0[UROWS * WLDC], c1[UROWS * WLDC];
-            for (size_t i = 0; i < UROWS * WLDC; i++) c0[i] = SENTINEL;
-            for (size_t i = 0; i < m; i++)
-              for (size_t j = 0; j < n; j++) c0[i * WLDC + j] = rng_f();
-            memcpy(c1, c0, sizeof(c0));
+            tile_c_init(c0, c1, UROWS, WLDC, m, n);
             cnn_f32_gemm_ukernel_16x16_wide__avx512(m, n, kc, a, b, c1, WLDC, accumulate, eo ? &e : NULL, a,
                                                     rng_range(0, kc * UMR * sizeof(float) / 64 + 2));
-            int ok = 1;
-            for (size_t i = 0; i < UROWS && ok; i++)
-              for (size_t j = 0; j < WLDC && ok; j++) {
-                const size_t o = i * WLDC + j;
-                if (i >= m || j >= n) {
-                  if (c1[o] != SENTINEL) ok = 0;
-                  continue;
-                }
-                double want = 0, S = 0;
-                for (size_t k = 0; k < kc; k++) {
-                  const double bj = j < 16 ? b[k * UNR + j] : b[kc * UNR + k * UNR + j - 16];
-                  const double t = (double)a[k * UMR + i] * bj;
-                  want += t;
-                  S += fabs(t);
-                }
-                if (accumulate) { want += c0[o]; S += fabs(c0[o]); }
-                if (e.bias_row) { want += bias_row[i]; S += fabs(bias_row[i]); }
-                if (e.bias_col) { want += bias_col[j]; S += fabs(bias_col[j]); }
-                if (e.residual) { want += res[i * WLDC + j]; S += fabs(res[i * WLDC + j]); }
-                want = want < e.min ? e.min : (want > e.max ? e.max : want);
-                if (fabs((double)c1[o] - want) > gamma_n(kc + 4) * S) ok = 0;
-              }
+            const int ok = exact_tile_ok(m, n, kc, a, UMR, b, c0, c1, UROWS, WLDC, accumulate, &e);
             if (!ok && fails++ < 10)
               printf("  ukernel avx512 wide mismatch m=%zu n=%zu kc=%zu acc=%d epi=%d\n", m, n, kc, accumulate, eo);
             CHECK(ok, "ukernel avx512 wide vs exact m=%zu n=%zu kc=%zu acc=%d epi=%d", m, n, kc, accumulate, eo);
