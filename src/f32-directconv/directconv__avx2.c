@@ -164,7 +164,6 @@ static inline __attribute__((always_inline)) void tile_pool6(const float* base, 
   }
 }
 
-
 static inline __attribute__((always_inline)) void run_plain(const cnn_directconv_params* p, const float* pad,
                                                             const float* wpk, const float* bias,
                                                             const float* residual, float* out, const int cm) {

@@ -11,17 +11,18 @@
 #include "avx2-math.h"
 #include "cnnrt/eltwise.h"
 
+/* cnn_avx2_sig8_fast on 16 lanes: the same operations with the same constants (avx2-math.h) */
 static inline __attribute__((always_inline)) __m512 sig16_fast(int silu, __m512 x) {
-  const __m512 one = _mm512_set1_ps(1.0f), shift = _mm512_set1_ps(12582912.0f); /* 1.5 * 2^23 */
-  const __m512 t = _mm512_fnmadd_ps(x, _mm512_set1_ps(1.44269502f), shift);
+  const __m512 one = _mm512_set1_ps(1.0f), shift = _mm512_set1_ps(CNN_SIG_SHIFT);
+  const __m512 t = _mm512_fnmadd_ps(x, _mm512_set1_ps(CNN_SIG_LOG2E), shift);
   const __m512 n = _mm512_sub_ps(t, shift);
-  __m512 s = _mm512_fmadd_ps(n, _mm512_set1_ps(0.693147182f), x);
-  s = _mm512_fmadd_ps(n, _mm512_set1_ps(-1.90465421e-09f), s);
-  __m512 p = _mm512_set1_ps(1.38089445e-3f);
-  p = _mm512_fnmadd_ps(p, s, _mm512_set1_ps(8.37172568e-3f));
-  p = _mm512_fnmadd_ps(p, s, _mm512_set1_ps(4.16684076e-2f));
-  p = _mm512_fnmadd_ps(p, s, _mm512_set1_ps(1.66664898e-1f));
-  p = _mm512_fnmadd_ps(p, s, _mm512_set1_ps(0.49999994f));
+  __m512 s = _mm512_fmadd_ps(n, _mm512_set1_ps(CNN_SIG_LN2_HI), x);
+  s = _mm512_fmadd_ps(n, _mm512_set1_ps(CNN_SIG_LN2_LO), s);
+  __m512 p = _mm512_set1_ps(CNN_SIG_C6);
+  p = _mm512_fnmadd_ps(p, s, _mm512_set1_ps(CNN_SIG_C5));
+  p = _mm512_fnmadd_ps(p, s, _mm512_set1_ps(CNN_SIG_C4));
+  p = _mm512_fnmadd_ps(p, s, _mm512_set1_ps(CNN_SIG_C3));
+  p = _mm512_fnmadd_ps(p, s, _mm512_set1_ps(CNN_SIG_C2));
   p = _mm512_fnmadd_ps(p, s, one);
   p = _mm512_fnmadd_ps(p, s, one);
   const __m512i sc = _mm512_slli_epi32(_mm512_castps_si512(t), 23);

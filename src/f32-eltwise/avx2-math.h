@@ -68,17 +68,28 @@ static inline __m256 cnn_avx2_sigmoid(__m256 x) {
  * Throughput (4096 floats, L1-resident, old and new in one binary, best of 30, this 2-core Zen VM): silu 0.585-0.589
  * ns per element (0.613-0.625 with the select and the extra multiply), sigmoid 0.587-0.590 (0.594-0.595); rcp + one
  * Newton step instead of the division measured slower again (0.61). */
+/* the fast path's constants; the avx512 ISA's 16-lane version (act__avx512.c) uses the same ones, so that its lanes
+ * get these bits */
+#define CNN_SIG_SHIFT 12582912.0f /* 1.5 * 2^23 */
+#define CNN_SIG_LOG2E 1.44269502f
+#define CNN_SIG_LN2_HI 0.693147182f
+#define CNN_SIG_LN2_LO -1.90465421e-09f
+#define CNN_SIG_C6 1.38089445e-3f
+#define CNN_SIG_C5 8.37172568e-3f
+#define CNN_SIG_C4 4.16684076e-2f
+#define CNN_SIG_C3 1.66664898e-1f
+#define CNN_SIG_C2 0.49999994f
 static inline __attribute__((always_inline)) __m256 cnn_avx2_sig8_fast(int silu, __m256 x) {
-  const __m256 one = _mm256_set1_ps(1.0f), shift = _mm256_set1_ps(12582912.0f); /* 1.5 * 2^23 */
-  const __m256 t = _mm256_fnmadd_ps(x, _mm256_set1_ps(1.44269502f), shift);
+  const __m256 one = _mm256_set1_ps(1.0f), shift = _mm256_set1_ps(CNN_SIG_SHIFT);
+  const __m256 t = _mm256_fnmadd_ps(x, _mm256_set1_ps(CNN_SIG_LOG2E), shift);
   const __m256 n = _mm256_sub_ps(t, shift);
-  __m256 s = _mm256_fmadd_ps(n, _mm256_set1_ps(0.693147182f), x);
-  s = _mm256_fmadd_ps(n, _mm256_set1_ps(-1.90465421e-09f), s);
-  __m256 p = _mm256_set1_ps(1.38089445e-3f);
-  p = _mm256_fnmadd_ps(p, s, _mm256_set1_ps(8.37172568e-3f));
-  p = _mm256_fnmadd_ps(p, s, _mm256_set1_ps(4.16684076e-2f));
-  p = _mm256_fnmadd_ps(p, s, _mm256_set1_ps(1.66664898e-1f));
-  p = _mm256_fnmadd_ps(p, s, _mm256_set1_ps(0.49999994f));
+  __m256 s = _mm256_fmadd_ps(n, _mm256_set1_ps(CNN_SIG_LN2_HI), x);
+  s = _mm256_fmadd_ps(n, _mm256_set1_ps(CNN_SIG_LN2_LO), s);
+  __m256 p = _mm256_set1_ps(CNN_SIG_C6);
+  p = _mm256_fnmadd_ps(p, s, _mm256_set1_ps(CNN_SIG_C5));
+  p = _mm256_fnmadd_ps(p, s, _mm256_set1_ps(CNN_SIG_C4));
+  p = _mm256_fnmadd_ps(p, s, _mm256_set1_ps(CNN_SIG_C3));
+  p = _mm256_fnmadd_ps(p, s, _mm256_set1_ps(CNN_SIG_C2));
   p = _mm256_fnmadd_ps(p, s, one);
   p = _mm256_fnmadd_ps(p, s, one);
   const __m256i sc = _mm256_slli_epi32(_mm256_castps_si256(t), 23);

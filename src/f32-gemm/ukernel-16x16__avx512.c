@@ -79,14 +79,20 @@ static void narrow_tile(size_t m, size_t n, size_t kc, const float* a, const flo
   cnn_gemm_store_lanes(&t[0][0], MR, m, 0, n, c, ldc, accumulate, epi);
 }
 
-/* ROWS rows (4, 8 or 16) of a 9..16-column tile. */
-#define DEFINE_TILE(ROWS)                                                                                          \
-  static inline __attribute__((always_inline)) void tile_##ROWS(size_t m, size_t n, size_t kc, const float* a,      \
-                                                                const float* b, size_t ldb, float* c, size_t ldc,   \
-                                                                int accumulate, const cnn_gemm_epilogue* epi,       \
-                                                                const char* pf, size_t pfl) {                       \
-    __m512 acc[ROWS];                                                                                              \
+/* NAME: ROWS rows (4, 8 or 16) of a 9..16-column tile, and with TX > 0 (16 rows, packed B only) a wide tile: the
+ * first TX columns of the next packed panel too (b + 16*kc, the last panel of the block, holding n - 16 <= TX columns,
+ * zero past them), computed rows-in-lanes in the same k loop on the A vector it loads once: a k costs 16 + TX FMAs,
+ * and the A panel is read once for both (as a separate narrow tile it was streamed from L2 a second time: 4-6% of a
+ * 7x7 layer's samples). pf / pfl: the caller's prefetch range, one line per k (pfl <= kc). */
+#define DEFINE_TILE(NAME, ROWS, TX)                                                                                \
+  static inline __attribute__((always_inline)) void NAME(size_t m, size_t n, size_t kc, const float* a,            \
+                                                         const float* b, size_t ldb, float* c, size_t ldc,          \
+                                                         int accumulate, const cnn_gemm_epilogue* epi,              \
+                                                         const char* pf, size_t pfl) {                              \
+    const float* bt = b + 16 * kc;                                                                                 \
+    __m512 acc[ROWS], r[TX > 0 ? TX : 1];                                                                          \
     _Pragma("GCC unroll 16") for (int i = 0; i < ROWS; i++) acc[i] = _mm512_setzero_ps();                         \
+    _Pragma("GCC unroll 8") for (int j = 0; j < TX; j++) r[j] = _mm512_setzero_ps();                              \
     _Pragma("GCC unroll 2") for (size_t k = kc; k != 0; k--) {                                                     \
       if (pfl) { /* one line of the caller's prefetch range per k (see cnn_gemm_ukernel_pf_fn) */                   \
         _mm_prefetch(pf, _MM_HINT_T1);                                                                             \
@@ -99,6 +105,12 @@ static void narrow_tile(size_t m, size_t n, size_t kc, const float* a, const flo
       const __m512 bv = _mm512_loadu_ps(b);                                                                        \
       _Pragma("GCC unroll 16") for (int i = 0; i < ROWS; i++) acc[i] =                                             \
           _mm512_fmadd_ps(_mm512_set1_ps(a[i]), bv, acc[i]);                                                       \
+      if (TX > 0) {                                                                                                \
+        const __m512 av = _mm512_loadu_ps(a);                                                                      \
+        _Pragma("GCC unroll 8") for (int j = 0; j < TX; j++) r[j] =                                                \
+            _mm512_fmadd_ps(av, _mm512_set1_ps(bt[j]), r[j]);                                                      \
+        bt += 16;                                                                                                  \
+      }                                                                                                            \
       a += MR;                                                                                                     \
       b += ldb;                                                                                                    \
     }                                                                                                              \
@@ -123,29 +135,41 @@ static void narrow_tile(size_t m, size_t n, size_t kc, const float* a, const flo
         _mm512_mask_storeu_ps(cp, mk, v);                                                                          \
       }                                                                                                            \
     }                                                                                                              \
+    if (TX > 0) {                                                                                                  \
+      float t[TX > 0 ? TX : 1][MR];                                                                                \
+      _Pragma("GCC unroll 8") for (int j = 0; j < TX; j++) _mm512_storeu_ps(t[j], r[j]);                           \
+      cnn_gemm_store_lanes(&t[0][0], MR, m, 16, n, c, ldc, accumulate, epi);                                       \
+    }                                                                                                              \
   }
 
-DEFINE_TILE(4)
-DEFINE_TILE(8)
-DEFINE_TILE(16)
+DEFINE_TILE(tile_4, 4, 0)
+DEFINE_TILE(tile_8, 8, 0)
+DEFINE_TILE(tile_16, 16, 0)
+DEFINE_TILE(wide_1, 16, 1)
+DEFINE_TILE(wide_4, 16, 4)
+DEFINE_TILE(wide_8, 16, 8)
+
+/* the prefetch lines past the first `steps` (the k loop's one per k): issued up front; returns the lines left */
+static inline size_t pf_up_front(const char* pf, size_t pfl, size_t steps) {
+  for (size_t l = steps; l < pfl; l++) _mm_prefetch(pf + 64 * l, _MM_HINT_T1);
+  return pfl < steps ? pfl : steps;
+}
 
 static inline __attribute__((always_inline)) void tile(size_t m, size_t n, size_t kc, const float* a, const float* b,
                                                        size_t ldb, float* c, size_t ldc, int accumulate,
                                                        const cnn_gemm_epilogue* epi, const char* pf, size_t pfl) {
-  if (pfl > kc || n <= 8) { /* lines the k loop has no step for: up front */
-    const size_t l0 = n <= 8 ? 0 : kc;
-    for (size_t l = l0; l < pfl; l++) _mm_prefetch(pf + 64 * l, _MM_HINT_T1);
-    pfl = l0;
-  }
-  if (n <= 8) {
+  if (n <= 8) { /* the narrow tile has no per-k prefetch */
+    pf_up_front(pf, pfl, 0);
     narrow_tile(m, n, kc, a, b, ldb, c, ldc, accumulate, epi);
-  } else if (m <= 4) {
-    tile_4(m, n, kc, a, b, ldb, c, ldc, accumulate, epi, pf, pfl);
-  } else if (m <= 8) {
-    tile_8(m, n, kc, a, b, ldb, c, ldc, accumulate, epi, pf, pfl);
-  } else {
-    tile_16(m, n, kc, a, b, ldb, c, ldc, accumulate, epi, pf, pfl);
+    return;
   }
+  pfl = pf_up_front(pf, pfl, kc);
+  if (m <= 4)
+    tile_4(m, n, kc, a, b, ldb, c, ldc, accumulate, epi, pf, pfl);
+  else if (m <= 8)
+    tile_8(m, n, kc, a, b, ldb, c, ldc, accumulate, epi, pf, pfl);
+  else
+    tile_16(m, n, kc, a, b, ldb, c, ldc, accumulate, epi, pf, pfl);
 }
 
 void cnn_f32_gemm_ukernel_16x16__avx512(size_t m, size_t n, size_t kc, const float* a, const float* b, float* c,
@@ -165,74 +189,19 @@ void cnn_f32_gemm_ukernel_16x16_pf__avx512(size_t m, size_t n, size_t kc, const 
   tile(m, n, kc, a, b, ldb ? ldb : 16, c, ldc, accumulate, epi, (const char*)pf, pf_lines);
 }
 
-/* 16 + TX columns: the full tile of packed panel b plus the first TX columns of the next packed panel (b + 16*kc,
- * the last panel of the block, holding n - 16 <= TX columns, zero past them) computed rows-in-lanes in the same k
- * loop: a k costs 16 + TX FMAs, and the A panel is read once for both (as a separate narrow tile it was streamed
- * from L2 a second time: 4-6% of a 7x7 layer's samples). */
-#define DEFINE_WIDE(TX)                                                                                            \
-  static void wide_##TX(size_t m, size_t n, size_t kc, const float* a, const float* b, float* c, size_t ldc,       \
-                        int accumulate, const cnn_gemm_epilogue* epi, const char* pf, size_t pfl) {               \
-    const float* bt = b + 16 * kc;                                                                                 \
-    __m512 acc[16], r[TX];                                                                                         \
-    _Pragma("GCC unroll 16") for (int i = 0; i < 16; i++) acc[i] = _mm512_setzero_ps();                           \
-    _Pragma("GCC unroll 8") for (int j = 0; j < TX; j++) r[j] = _mm512_setzero_ps();                              \
-    for (size_t l = kc; l < pfl; l++) _mm_prefetch(pf + 64 * l, _MM_HINT_T1);                                      \
-    if (pfl > kc) pfl = kc;                                                                                        \
-    for (size_t k = kc; k != 0; k--) {                                                                             \
-      if (pfl) {                                                                                                   \
-        _mm_prefetch(pf, _MM_HINT_T1);                                                                             \
-        pf += 64;                                                                                                  \
-        pfl--;                                                                                                     \
-      }                                                                                                            \
-      _mm_prefetch((const char*)(a + 16 * MR), _MM_HINT_T0);                                                       \
-      const __m512 bv = _mm512_loadu_ps(b), av = _mm512_loadu_ps(a);                                              \
-      _Pragma("GCC unroll 16") for (int i = 0; i < 16; i++) acc[i] =                                               \
-          _mm512_fmadd_ps(_mm512_set1_ps(a[i]), bv, acc[i]);                                                       \
-      _Pragma("GCC unroll 8") for (int j = 0; j < TX; j++) r[j] = _mm512_fmadd_ps(av, _mm512_set1_ps(bt[j]), r[j]); \
-      a += MR;                                                                                                     \
-      b += 16;                                                                                                     \
-      bt += 16;                                                                                                    \
-    }                                                                                                              \
-    __m512 bc = _mm512_setzero_ps(), lo = _mm512_setzero_ps(), hi = lo;                                           \
-    if (epi) {                                                                                                     \
-      if (epi->bias_col) bc = _mm512_loadu_ps(epi->bias_col);                                                      \
-      lo = _mm512_set1_ps(epi->min);                                                                               \
-      hi = _mm512_set1_ps(epi->max);                                                                               \
-    }                                                                                                              \
-    _Pragma("GCC unroll 16") for (int i = 0; i < 16; i++) {                                                        \
-      if ((size_t)i < m) {                                                                                         \
-        float* cp = c + (size_t)i * ldc;                                                                           \
-        __m512 v = acc[i];                                                                                         \
-        if (accumulate) v = _mm512_add_ps(v, _mm512_loadu_ps(cp));                                                 \
-        if (epi) {                                                                                                 \
-          if (epi->bias_row) v = _mm512_add_ps(v, _mm512_set1_ps(epi->bias_row[i]));                               \
-          v = _mm512_add_ps(v, bc);                                                                                \
-          if (epi->residual) v = _mm512_add_ps(v, _mm512_loadu_ps(epi->residual + (size_t)i * epi->res_ld));       \
-          v = _mm512_min_ps(hi, _mm512_max_ps(lo, v));                                                             \
-        }                                                                                                          \
-        _mm512_storeu_ps(cp, v);                                                                                   \
-      }                                                                                                            \
-    }                                                                                                              \
-    float t[TX][MR];                                                                                               \
-    _Pragma("GCC unroll 8") for (int j = 0; j < TX; j++) _mm512_storeu_ps(t[j], r[j]);                             \
-    cnn_gemm_store_lanes(&t[0][0], MR, m, 16, n, c, ldc, accumulate, epi);                                         \
-  }
-
-DEFINE_WIDE(1)
-DEFINE_WIDE(4)
-DEFINE_WIDE(8)
-
 void cnn_f32_gemm_ukernel_16x16_wide__avx512(size_t m, size_t n, size_t kc, const float* a, const float* b, float* c,
                                              size_t ldc, int accumulate, const cnn_gemm_epilogue* epi, const void* pf,
                                              size_t pf_lines) {
   const char* q = (const char*)pf;
   if (n <= 16) {
-    cnn_f32_gemm_ukernel_16x16_pf__avx512(m, n, kc, a, b, 0, c, ldc, accumulate, epi, pf, pf_lines);
-  } else if (n == 17) {
-    wide_1(m, n, kc, a, b, c, ldc, accumulate, epi, q, pf_lines);
-  } else if (n <= 20) {
-    wide_4(m, n, kc, a, b, c, ldc, accumulate, epi, q, pf_lines);
-  } else {
-    wide_8(m, n, kc, a, b, c, ldc, accumulate, epi, q, pf_lines);
+    tile(m, n, kc, a, b, 16, c, ldc, accumulate, epi, q, pf_lines);
+    return;
   }
+  pf_lines = pf_up_front(q, pf_lines, kc);
+  if (n == 17)
+    wide_1(m, n, kc, a, b, 16, c, ldc, accumulate, epi, q, pf_lines);
+  else if (n <= 20)
+    wide_4(m, n, kc, a, b, 16, c, ldc, accumulate, epi, q, pf_lines);
+  else
+    wide_8(m, n, kc, a, b, 16, c, ldc, accumulate, epi, q, pf_lines);
 }

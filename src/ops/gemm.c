@@ -48,12 +48,15 @@ static void macro_impl(const cnn_gemm_config* cfg, size_t m, size_t n, size_t kc
                        size_t pf_bytes) {
   const size_t mr = cfg->mr, nr = cfg->nr;
   /* prefetch range [pfp, pfe) as integers (a step may pass the end), pf_step bytes per tile */
+  /* a full packed panel followed by the last one with <= nr/2 columns (the tail of a 7x7 or 14x14 output: 49 =
+   * 3*16 + 1, 196 = 12*16 + 4): one wide tile for both at column jw, where the ISA has one (the A panel read once) */
+  const int wide_tail = !ldb && cfg->ukernel_wide && n > nr && n % nr != 0 && n % nr <= nr / 2;
+  const size_t jw = wide_tail ? n / nr * nr - nr : SIZE_MAX;
   uintptr_t pfp = (uintptr_t)pf, pfe = pfp;
   size_t pf_step = 0;
   if (pf && pf_bytes && m && n) {
     pfe = pfp + pf_bytes;
-    /* tiles of the block: the last panel is not a tile of its own when a wide tile takes it (see below) */
-    const size_t tcols = cnn_div_up(n, nr) - (!ldb && cfg->ukernel_wide && n > nr && n % nr && n % nr <= nr / 2);
+    const size_t tcols = cnn_div_up(n, nr) - (size_t)wide_tail; /* tile columns of the block */
     pf_step = cnn_div_up(cnn_div_up(pf_bytes, 64), tcols * cnn_div_up(m, mr)) * 64;
   }
   const cnn_gemm_ukernel_fn uk = cfg->ukernel;
@@ -71,9 +74,7 @@ static void macro_impl(const cnn_gemm_config* cfg, size_t m, size_t n, size_t kc
    * 14x14 0.97x; 512 measured within noise of 256) */
   size_t act_j0 = 0;
   for (size_t j = 0; j < n; j += nr) {
-    /* a full packed panel followed by the last one with <= nr/2 columns (the tail of a 7x7 or 14x14 output: 49 =
-     * 3*16 + 1, 196 = 12*16 + 4): one wide tile for both, where the ISA has one (the A panel read once) */
-    const int wide = !ldb && cfg->ukernel_wide && n - j > nr && n - j <= nr + nr / 2;
+    const int wide = j == jw;
     const size_t nn = wide ? n - j : cnn_min_sz(nr, n - j);
     const float* bp = ldb ? bpack + j : bpack + j * kc; /* packed: panel j/nr starts at (j/nr)*nr*kc */
     if (ldb && j + nr < n) {
@@ -124,18 +125,15 @@ static void macro_impl(const cnn_gemm_config* cfg, size_t m, size_t n, size_t kc
           }
         }
       }
-      if (wide) {
-        const size_t lines = pf_step && pfp < pfe ? cnn_div_up(cnn_min_sz(pf_step, pfe - pfp), 64) : 0;
-        cfg->ukernel_wide(mm, nn, kc, apack + i * kc, bp, cp, ldc, accumulate, e, (const void*)pfp, lines);
-        pfp += pf_step;
-        continue;
-      }
-      if (cfg->ukernel_pf && pf_step) {
+      if (wide || (cfg->ukernel_pf && pf_step)) {
         /* the kernel spreads this tile's share of the prefetch over its k loop (a burst of ~60 prefetches per
          * 16-row AVX-512 tile, ~23 per 6-row AVX2 tile, stalled on the fill buffers: 2.5% of MobileNetV2's samples
          * on that one instruction with AVX-512) */
         const size_t lines = pfp < pfe ? cnn_div_up(cnn_min_sz(pf_step, pfe - pfp), 64) : 0;
-        cfg->ukernel_pf(mm, nn, kc, apack + i * kc, bp, ldb, cp, ldc, accumulate, e, (const void*)pfp, lines);
+        if (wide)
+          cfg->ukernel_wide(mm, nn, kc, apack + i * kc, bp, cp, ldc, accumulate, e, (const void*)pfp, lines);
+        else
+          cfg->ukernel_pf(mm, nn, kc, apack + i * kc, bp, ldb, cp, ldc, accumulate, e, (const void*)pfp, lines);
         pfp += pf_step;
         continue;
       }
