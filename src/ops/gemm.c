@@ -146,7 +146,10 @@ static void macro_impl(const cnn_gemm_config* cfg, size_t m, size_t n, size_t kc
     }
     if (act_fn && (j + nn >= n || j + nn - act_j0 >= CNN_GEMM_ACT_SPAN)) {
       const size_t len = j + nn - act_j0;
-      for (size_t r = 0; r < m; r++) act_fn(act, c + r * ldc + act_j0, c + r * ldc + act_j0, len);
+      if (act_j0 == 0 && len == ldc) /* whole rows of C: one call (7x7 / 14x14 rows are 49 / 196 floats) */
+        act_fn(act, c, c, m * ldc);
+      else
+        for (size_t r = 0; r < m; r++) act_fn(act, c + r * ldc + act_j0, c + r * ldc + act_j0, len);
       act_j0 = j + nn;
     }
     if (wide) break; /* the last panel is done */
