@@ -304,6 +304,28 @@ static void test_act_sweep(void) {
       const double rtol = c == 0 ? 4 * ULP1 : 3 * ULP1;
       CHECK_TOL(got, want, n, FLT_MIN, rtol, "act sweep %s %s vs formula", act_name(types[ti]),
                 cnn_isa_name(g_cfgs[c]->isa));
+      if (c != 0 && types[ti] != CNN_ACT_TANH) {
+        /* the fast sigmoid / silu (|x| <= 87) in units of the exact value's own ulp (normal results). Measured on
+         * this sweep: AVX2 2.10 / 2.10, avx512 2.86 / 2.32 (every 97th float in [-87, 87]: 2.30 / 2.24 and
+         * 2.84 / 2.85, avx2-math.h and act__avx512.c). Bound 3: a 2-ulp error in one entry of the avx512 kernel's
+         * 2^(j/16) table (about 1/16 of the inputs) gives 3.5 ulp and fails it; the rtol check above (3 ulp of the
+         * binade start, up to 6 ulp of the value) lets that pass. */
+        double worst = 0.0;
+        size_t wi = 0;
+        for (size_t i = 0; i < n; i++) {
+          const double r = act_ref(&act, x[i]);
+          if (!(fabsf(x[i]) <= 87.0f) || !(fabs(r) >= FLT_MIN)) continue;
+          int e;
+          frexp(r, &e);
+          const double u = fabs((double)got[i] - r) / ldexp(1.0, e - 24);
+          if (u > worst) {
+            worst = u;
+            wi = i;
+          }
+        }
+        CHECK(worst <= 3.0, "act sweep %s %s: %.2f ulp at x = %.9g (bound 3)", act_name(types[ti]),
+              cnn_isa_name(g_cfgs[c]->isa), worst, (double)x[wi]);
+      }
       for (size_t i = 0; i < n; i++) g_cfgs[c]->act(&act, x + i, alt + i, 1);
       CHECK_BITS(alt, got, n, "act sweep %s %s one element per call", act_name(types[ti]),
                  cnn_isa_name(g_cfgs[c]->isa));
@@ -313,8 +335,9 @@ static void test_act_sweep(void) {
         i += len;
       }
       CHECK_BITS(alt, got, n, "act sweep %s %s random splits", act_name(types[ti]), cnn_isa_name(g_cfgs[c]->isa));
-      /* the avx512 kernel promises the AVX2 kernel's bits (fused and separate activations may mix the two) */
-      if (g_cfgs[c]->isa == CNN_ISA_AVX512) {
+      /* the avx512 kernel's tanh (and every activation but sigmoid / silu) is the AVX2 kernel's; its sigmoid and
+       * silu are its own formula (act__avx512.c), checked above against the double formula */
+      if (g_cfgs[c]->isa == CNN_ISA_AVX512 && types[ti] == CNN_ACT_TANH) {
         const cnn_eltwise_config* a2 = cnn_eltwise_config_get(CNN_ISA_AVX2);
         a2->act(&act, x, alt, n);
         CHECK_BITS(alt, got, n, "act sweep %s avx512 vs avx2 bits", act_name(types[ti]));
