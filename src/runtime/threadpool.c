@@ -32,7 +32,7 @@
 #define CNN_PAUSE() ((void)0)
 #endif
 
-#define CNN_POOL_PARTS 64 /* jobs with more participants use the single counter */
+#define CNN_POOL_PARTS 64 /* jobs with more participants share one part */
 /* Spin iterations before sleeping: a few microseconds, enough to catch the next layer's job without a futex wake,
  * short enough that an idle pool costs nothing measurable. */
 #define CNN_SPIN_ITERS 4000
@@ -118,9 +118,8 @@ struct cnn_threadpool {
   cnn_task_1d fn1;
   cnn_task_2d fn2;
   void* ctx;
-  size_t range, nj;
-  atomic_size_t next;
-  size_t parts; /* participants the range is split between (first claim from part tid), or 0: the single counter */
+  size_t nj;
+  size_t parts; /* parts of the range: one per participant (claiming from part tid first), or 1 shared by all */
   struct {
     _Alignas(64) atomic_size_t next;
     size_t end;
@@ -143,29 +142,17 @@ typedef struct {
 } worker_arg;
 
 static void run_tasks(cnn_threadpool* p, size_t tid) {
-  const size_t range = p->range;
-  if (p->parts > 1) {
-    const size_t P = p->parts;
-    for (size_t k = 0; k < P; k++) {
-      const size_t c = (tid + k) % P;
-      for (;;) {
-        size_t i = atomic_fetch_add_explicit(&p->part[c].next, 1, memory_order_relaxed);
-        if (i >= p->part[c].end) break;
-        if (p->fn1)
-          p->fn1(p->ctx, tid, i);
-        else
-          p->fn2(p->ctx, tid, i / p->nj, i % p->nj);
-      }
+  const size_t P = p->parts;
+  for (size_t k = 0; k < P; k++) {
+    const size_t c = (tid + k) % P;
+    for (;;) {
+      size_t i = atomic_fetch_add_explicit(&p->part[c].next, 1, memory_order_relaxed);
+      if (i >= p->part[c].end) break;
+      if (p->fn1)
+        p->fn1(p->ctx, tid, i);
+      else
+        p->fn2(p->ctx, tid, i / p->nj, i % p->nj);
     }
-    return;
-  }
-  for (;;) {
-    size_t i = atomic_fetch_add_explicit(&p->next, 1, memory_order_relaxed);
-    if (i >= range) break;
-    if (p->fn1)
-      p->fn1(p->ctx, tid, i);
-    else
-      p->fn2(p->ctx, tid, i / p->nj, i % p->nj);
   }
 }
 
@@ -226,7 +213,6 @@ cnn_threadpool* cnn_threadpool_create(size_t num_threads) {
   pthread_mutex_init(&p->lock, NULL);
   pthread_cond_init(&p->wake, NULL);
   pthread_cond_init(&p->done, NULL);
-  atomic_init(&p->next, 0);
   atomic_init(&p->generation, 0);
   atomic_init(&p->state, CNN_JOB_CLOSED);
   atomic_init(&p->stop, 0);
@@ -301,11 +287,9 @@ static void run_job(cnn_threadpool* p, cnn_task_1d fn1, cnn_task_2d fn2, void* c
   p->fn1 = fn1;
   p->fn2 = fn2;
   p->ctx = ctx;
-  p->range = range;
   p->nj = nj;
   p->helpers = helpers;
-  atomic_store_explicit(&p->next, 0, memory_order_relaxed);
-  p->parts = helpers + 1 <= CNN_POOL_PARTS ? helpers + 1 : 0; /* helpers < range: no part is empty */
+  p->parts = helpers + 1 <= CNN_POOL_PARTS ? helpers + 1 : 1; /* helpers < range: no part is empty */
   for (size_t c = 0; c < p->parts; c++) {
     atomic_store_explicit(&p->part[c].next, c * range / p->parts, memory_order_relaxed);
     p->part[c].end = (c + 1) * range / p->parts;

@@ -185,6 +185,26 @@ static void test_gemv2_ukernels(void) {
   CHECK(ran > 0, "gemv2: no ISA has a two-panel kernel");
 }
 
+/* The epilogue of mode eo (0: none, 1: bias row, 2: bias col, 3: residual, 4: clamp, 5: all) with residual row stride
+ * ld, and the C before a micro-kernel call: c0 = c1 = SENTINEL outside the m x n tile, random inside. */
+static cnn_gemm_epilogue tile_epi(int eo, const float* bias_row, const float* bias_col, const float* res, size_t ld) {
+  cnn_gemm_epilogue e = {NULL, NULL, NULL, ld, -INFINITY, INFINITY};
+  if (eo == 1 || eo == 5) e.bias_row = bias_row;
+  if (eo == 2 || eo == 5) e.bias_col = bias_col;
+  if (eo == 3 || eo == 5) e.residual = res;
+  if (eo == 4 || eo == 5) {
+    e.min = -0.3f;
+    e.max = 0.4f;
+  }
+  return e;
+}
+static void tile_c_init(float* c0, float* c1, size_t rows, size_t ldc, size_t m, size_t n) {
+  for (size_t i = 0; i < rows * ldc; i++) c0[i] = SENTINEL;
+  for (size_t i = 0; i < m; i++)
+    for (size_t j = 0; j < n; j++) c0[i * ldc + j] = rng_f();
+  memcpy(c1, c0, rows * ldc * sizeof(float));
+}
+
 static void test_ukernels(void) {
 #if defined(__x86_64__)
   if (!cnn_hw_isa_supported(CNN_ISA_AVX2)) {
@@ -214,20 +234,9 @@ static void test_ukernels(void) {
         rng_fill(res, 8 * LDC);
         for (int accumulate = 0; accumulate <= 1; accumulate++)
           for (int eo = 0; eo < 6; eo++) {
-            /* 0: none, 1: bias row, 2: bias col, 3: residual, 4: clamp, 5: all */
-            cnn_gemm_epilogue e = {NULL, NULL, NULL, LDC, -INFINITY, INFINITY};
-            if (eo == 1 || eo == 5) e.bias_row = bias_row;
-            if (eo == 2 || eo == 5) e.bias_col = bias_col;
-            if (eo == 3 || eo == 5) e.residual = res;
-            if (eo == 4 || eo == 5) {
-              e.min = -0.3f;
-              e.max = 0.4f;
-            }
+            const cnn_gemm_epilogue e = tile_epi(eo, bias_row, bias_col, res, LDC);
             float c0[8 * LDC], c1[8 * LDC];
-            for (size_t i = 0; i < 8 * LDC; i++) c0[i] = SENTINEL;
-            for (size_t i = 0; i < m; i++)
-              for (size_t j = 0; j < n; j++) c0[i * LDC + j] = rng_f();
-            memcpy(c1, c0, sizeof(c0));
+            tile_c_init(c0, c1, 8, LDC, m, n);
             float cp[8 * LDC];
             memcpy(cp, c0, sizeof(c0));
             cnn_f32_gemm_ukernel_6x16__scalar(m, n, kc, a, b, c0, LDC, accumulate, eo ? &e : NULL);
@@ -357,26 +366,6 @@ static void test_ukernel_ldb(void) {
 
 /* ============================================================================================================ */
 /* sgemm and fc vs cnn_gemm_ref */
-
-/* The epilogue of mode eo (0: none, 1: bias row, 2: bias col, 3: residual, 4: clamp, 5: all) with residual row stride
- * ld, and the C before a micro-kernel call: c0 = c1 = SENTINEL outside the m x n tile, random inside. */
-static cnn_gemm_epilogue tile_epi(int eo, const float* bias_row, const float* bias_col, const float* res, size_t ld) {
-  cnn_gemm_epilogue e = {NULL, NULL, NULL, ld, -INFINITY, INFINITY};
-  if (eo == 1 || eo == 5) e.bias_row = bias_row;
-  if (eo == 2 || eo == 5) e.bias_col = bias_col;
-  if (eo == 3 || eo == 5) e.residual = res;
-  if (eo == 4 || eo == 5) {
-    e.min = -0.3f;
-    e.max = 0.4f;
-  }
-  return e;
-}
-static void tile_c_init(float* c0, float* c1, size_t rows, size_t ldc, size_t m, size_t n) {
-  for (size_t i = 0; i < rows * ldc; i++) c0[i] = SENTINEL;
-  for (size_t i = 0; i < m; i++)
-    for (size_t j = 0; j < n; j++) c0[i * ldc + j] = rng_f();
-  memcpy(c1, c0, rows * ldc * sizeof(float));
-}
 
 /* c1 (rows x ldc floats) against the exact tile in double precision: A a packed panel of mr rows (a[k*mr + i]), B
  * consecutive packed 16-column panels of kc rows (column j of row k at b[(j/16)*kc*16 + k*16 + j%16]), c0 the C
